@@ -1,0 +1,192 @@
+"""The data contract: which columns a model needs, their types, and where nulls are allowed.
+
+Inferred once from the first training data, stored with every model version, and enforced with
+pandera on every training run and every scoring request. Breaking it is fatal (missing columns,
+wrong types, disallowed nulls); values outside the training range and unseen categories are not:
+they are recorded by data quality checks, because summer temperatures and new destinations are
+real, not errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelloop.config import DataConfig
+
+ROLES = ("numeric", "categorical", "id", "timestamp", "target")
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    name: str
+    role: str
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way a frame breaks the contract, with the rows that show it."""
+
+    column: str
+    problem: str  # missing_column | wrong_type | null | bad_value
+    count: int = 0
+    rows: list[Any] = field(default_factory=list)
+    examples: list[Any] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.problem == "missing_column":
+            return f"column {self.column!r} is missing"
+        what = {
+            "wrong_type": "has values of the wrong type",
+            "null": "has nulls, which the contract does not allow",
+            "bad_value": "has values outside those allowed",
+        }[self.problem]
+        examples = ", ".join(repr(v) for v in self.examples[:3])
+        shown = f" (rows {self.rows[:5]}" + (f", e.g. {examples})" if examples else ")")
+        return f"column {self.column!r} {what}: {self.count} row(s){shown}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "problem": self.problem, "count": self.count,
+                "rows": [_jsonable(r) for r in self.rows[:20]],
+                "examples": [_jsonable(v) for v in self.examples[:5]], "message": self.describe()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if np.isnan(value) else float(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None if isinstance(value, float) and np.isnan(value) else value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Contract:
+    task: str
+    columns: tuple[ColumnRule, ...]
+
+    @classmethod
+    def infer(cls, frame: pd.DataFrame, data: DataConfig, task: str) -> Contract:
+        """Features that had nulls in the first training data may have them; the rest may not."""
+        rules = [ColumnRule(data.id, "id", False), ColumnRule(data.timestamp, "timestamp", False)]
+        for name in data.features.numeric:
+            rules.append(ColumnRule(name, "numeric", bool(name in frame and frame[name].isna().any())))
+        for name in data.features.categorical:
+            rules.append(ColumnRule(name, "categorical", bool(name in frame and frame[name].isna().any())))
+        rules.append(ColumnRule(data.target, "target", False))
+        return cls(task=task, columns=tuple(rules))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "task": self.task,
+                "columns": [{"name": r.name, "role": r.role, "nullable": r.nullable} for r in self.columns]}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Contract:
+        return cls(task=str(raw["task"]), columns=tuple(
+            ColumnRule(str(c["name"]), str(c["role"]), bool(c["nullable"])) for c in raw["columns"]))
+
+    def names(self, role: str) -> list[str]:
+        return [r.name for r in self.columns if r.role == role]
+
+    @property
+    def features(self) -> list[str]:
+        return [r.name for r in self.columns if r.role in ("numeric", "categorical")]
+
+    def pandera_schema(self, *, serving: bool) -> Any:
+        """The pandera schema: in serving, only features are required (no target, id optional)."""
+        import pandera.pandas as pa
+
+        columns: dict[str, Any] = {}
+        for rule in self.columns:
+            required = rule.role in ("numeric", "categorical") or not serving
+            if rule.role == "target" and serving:
+                continue
+            if rule.role == "numeric":
+                columns[rule.name] = pa.Column(float, nullable=rule.nullable, coerce=True, required=required)
+            elif rule.role == "timestamp":
+                columns[rule.name] = pa.Column("datetime64[ns]", nullable=False, coerce=True,
+                                               required=required)
+            elif rule.role == "target" and self.task == "classification":
+                columns[rule.name] = pa.Column(None, pa.Check.isin([0, 1, True, False]), nullable=False)
+            elif rule.role == "target":
+                columns[rule.name] = pa.Column(float, nullable=False, coerce=True)
+            else:
+                columns[rule.name] = pa.Column(None, nullable=rule.nullable, required=required)
+        return pa.DataFrameSchema(columns, strict=False)
+
+    def check(self, frame: pd.DataFrame, *, serving: bool) -> tuple[pd.DataFrame, list[Problem]]:
+        """Validate and coerce `frame`; returns the coerced frame and every problem found."""
+        import pandera.errors as pe
+
+        schema = self.pandera_schema(serving=serving)
+        try:
+            validated = schema.validate(frame, lazy=True)
+        except pe.SchemaErrors as exc:
+            return frame, _problems(exc.failure_cases)
+        return self._normalise(validated), []
+
+    def _normalise(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        for name in self.names("categorical"):
+            out[name] = pd.Series(
+                [v if isinstance(v, str) else (None if pd.isna(v) else str(v)) for v in out[name]],
+                index=out.index, dtype=object,
+            )
+        for name in self.names("target"):
+            if name in out and self.task == "classification":
+                out[name] = out[name].astype("int64")
+        return out
+
+
+def _problems(cases: pd.DataFrame) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for row in cases.itertuples(index=False):
+        check = str(row.check)
+        if check == "column_in_dataframe":
+            key = (str(row.failure_case), "missing_column")
+        elif check.startswith(("coerce_dtype", "dtype")):
+            key = (str(row.column), "wrong_type")
+        elif check == "not_nullable":
+            key = (str(row.column), "null")
+        else:
+            key = (str(row.column), "bad_value")
+        if key in seen:
+            continue
+        seen.add(key)
+        if key[1] == "missing_column":
+            problems.append(Problem(key[0], "missing_column"))
+            continue
+        same = cases[(cases["column"] == key[0]) & cases["check"].astype(str).map(
+            lambda c, k=key[1]: _kind(c) == k)]
+        rows = [r for r in same["index"].tolist() if r is not None]
+        examples = [] if key[1] == "null" else same["failure_case"].tolist()
+        problems.append(Problem(key[0], key[1], count=len(set(rows)) or len(same),
+                                rows=_sorted_rows(rows)[:20], examples=examples[:5]))
+    return problems
+
+
+def _sorted_rows(rows: list[Any]) -> list[Any]:
+    unique = list(dict.fromkeys(rows))
+    try:
+        return sorted(unique)
+    except TypeError:
+        return unique
+
+
+def _kind(check: str) -> str:
+    if check.startswith(("coerce_dtype", "dtype")):
+        return "wrong_type"
+    if check == "not_nullable":
+        return "null"
+    return "bad_value"
+
+
+def contract_report(problems: list[Problem], *, origin: str) -> dict[str, Any]:
+    return {"origin": origin, "problems": [p.to_dict() for p in problems]}

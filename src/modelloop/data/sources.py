@@ -1,0 +1,153 @@
+"""Where training data comes from: a Parquet/CSV path or glob, or a `module:function`.
+
+A source answers one question: the rows whose timestamp lies in (start, end]. The as-of time
+decides `end`, so a pipeline never sees rows from its future.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from modelloop.errors import DataError
+
+
+class DataSource(Protocol):
+    """The port every data source implements."""
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        """Rows with start < timestamp <= end (a None bound is open)."""
+        ...
+
+    def latest_timestamp(self) -> datetime | None:
+        """The newest timestamp the source holds: the default as-of time."""
+        ...
+
+
+def _parse_timestamps(frame: pd.DataFrame, column: str, origin: str) -> pd.DataFrame:
+    if column not in frame.columns:
+        raise DataError(f"{origin}: the timestamp column {column!r} is missing "
+                        f"(columns: {', '.join(map(str, frame.columns[:20]))})")
+    if not pd.api.types.is_datetime64_any_dtype(frame[column]):
+        parsed = pd.to_datetime(frame[column], errors="coerce")
+        bad = parsed.isna() & frame[column].notna()
+        if bad.any():
+            rows = list(frame.index[bad][:5])
+            raise DataError(f"{origin}: column {column!r} holds values that are not timestamps "
+                            f"(rows {rows}, e.g. {frame[column][bad].iloc[0]!r})")
+        frame = frame.assign(**{column: parsed})
+    values = frame[column]
+    if getattr(values.dt, "tz", None) is not None:
+        frame = frame.assign(**{column: values.dt.tz_convert("UTC").dt.tz_localize(None)})
+    frame[column] = frame[column].astype("datetime64[ns]")
+    return frame
+
+
+def _window(frame: pd.DataFrame, column: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+    mask = pd.Series(True, index=frame.index)
+    if start is not None:
+        mask &= frame[column] > pd.Timestamp(start)
+    if end is not None:
+        mask &= frame[column] <= pd.Timestamp(end)
+    return frame.loc[mask].reset_index(drop=True)
+
+
+class FileSource:
+    """Parquet or CSV files (a path or a glob, relative to the project file)."""
+
+    def __init__(self, pattern: str, base_dir: Path, timestamp: str) -> None:
+        self.pattern = pattern
+        self.base_dir = base_dir
+        self.timestamp = timestamp
+        self._cache: tuple[tuple[tuple[str, float], ...], pd.DataFrame] | None = None
+
+    def _files(self) -> list[str]:
+        full = self.pattern if Path(self.pattern).is_absolute() else str(self.base_dir / self.pattern)
+        files = sorted(glob.glob(full, recursive=True))
+        if not files:
+            raise DataError(f"data.source: no file matches {self.pattern!r} (looked for {full})")
+        return files
+
+    def _read_all(self) -> pd.DataFrame:
+        files = self._files()
+        key = tuple((f, Path(f).stat().st_mtime) for f in files)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        parts = []
+        for name in files:
+            try:
+                if name.endswith((".csv", ".csv.gz")):
+                    part = pd.read_csv(name)
+                elif name.endswith(".parquet") or Path(name).is_dir():
+                    part = pd.read_parquet(name)
+                else:
+                    raise DataError(f"data.source: {name} is neither Parquet nor CSV "
+                                    "(expected a .parquet or .csv file)")
+            except DataError:
+                raise
+            except Exception as exc:  # pyarrow and pandas raise many kinds; all mean "unreadable"
+                raise DataError(f"data.source: cannot read {name}: {exc}") from None
+            parts.append(_parse_timestamps(part, self.timestamp, name))
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        frame = frame.sort_values(self.timestamp, kind="stable").reset_index(drop=True)
+        self._cache = (key, frame)
+        return frame
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        return _window(self._read_all(), self.timestamp, start, end)
+
+    def latest_timestamp(self) -> datetime | None:
+        frame = self._read_all()
+        if frame.empty:
+            return None
+        return pd.Timestamp(frame[self.timestamp].max()).to_pydatetime()
+
+
+class FunctionSource:
+    """A user function `module:function(start, end) -> DataFrame`, imported from the project dir."""
+
+    def __init__(self, spec: str, base_dir: Path, timestamp: str) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+        self.timestamp = timestamp
+
+    def _function(self) -> Callable[..., Any]:
+        module_name, _, attr = self.spec.partition(":")
+        if str(self.base_dir) not in sys.path:
+            sys.path.insert(0, str(self.base_dir))
+        try:
+            function = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise DataError(f"data.source: cannot import {self.spec!r}: {exc}") from None
+        if not callable(function):
+            raise DataError(f"data.source: {self.spec!r} is not a function")
+        return function  # type: ignore[no-any-return]
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        frame = self._function()(start, end)
+        if not isinstance(frame, pd.DataFrame):
+            raise DataError(f"data.source: {self.spec} returned {type(frame).__name__}, "
+                            "expected a pandas DataFrame")
+        frame = _parse_timestamps(frame.copy(), self.timestamp, self.spec)
+        return _window(frame, self.timestamp, start, end)
+
+    def latest_timestamp(self) -> datetime | None:
+        frame = self.load(None, None)
+        if frame.empty:
+            return None
+        return pd.Timestamp(frame[self.timestamp].max()).to_pydatetime()
+
+
+def open_source(spec: str, base_dir: Path, timestamp: str) -> DataSource:
+    """A `module:function` spec names a function; anything else is a path or glob."""
+    looks_like_function = ":" in spec and not Path(spec).suffix and "/" not in spec and "\\" not in spec
+    if looks_like_function:
+        return FunctionSource(spec, base_dir, timestamp)
+    return FileSource(spec, base_dir, timestamp)

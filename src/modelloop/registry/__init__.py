@@ -1,0 +1,29 @@
+"""Model registry: the port, the MLflow adapter, an in-memory adapter and the shared checks."""
+
+from modelloop.registry.base import (
+    ALIASES,
+    STATUS_TAG,
+    TRIGGER_TAG,
+    ModelVersion,
+    Predictor,
+    Registry,
+    TrainingRecord,
+    feature_frame,
+)
+from modelloop.registry.checks import check_registry
+from modelloop.registry.memory import MemoryRegistry
+from modelloop.registry.mlflow import MlflowRegistry
+
+__all__ = [
+    "ALIASES",
+    "STATUS_TAG",
+    "TRIGGER_TAG",
+    "MemoryRegistry",
+    "MlflowRegistry",
+    "ModelVersion",
+    "Predictor",
+    "Registry",
+    "TrainingRecord",
+    "check_registry",
+    "feature_frame",
+]

@@ -1,0 +1,81 @@
+"""The registry port: model versions, aliases and tags, as the pipelines need them.
+
+MLflow is the adapter we ship (`registry/mlflow.py`); `MemoryRegistry` implements the same port
+for fast unit tests, and `check_registry` holds the behaviour both must share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+STATUS_TAG = "modelloop.status"
+TRIGGER_TAG = "modelloop.trigger"
+ALIASES = ("champion", "challenger", "previous")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    run_id: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    created_at: datetime | None = None
+
+    @property
+    def status(self) -> str | None:
+        return self.tags.get(STATUS_TAG)
+
+
+@dataclass
+class TrainingRecord:
+    """Everything a training run tracks and registers."""
+
+    name: str
+    pipeline: Any
+    task: str
+    numeric: list[str]
+    categorical: list[str]
+    example: pd.DataFrame
+    run_name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_tags: dict[str, str] = field(default_factory=dict)
+    version_tags: dict[str, str] = field(default_factory=dict)
+    json_artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+class Predictor(Protocol):
+    def predict(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+
+class Registry(Protocol):
+    """The port: what modelloop asks of a model registry."""
+
+    def ensure_store(self) -> None: ...
+    def register(self, record: TrainingRecord) -> ModelVersion: ...
+    def get_version(self, name: str, version: int) -> ModelVersion: ...
+    def versions(self, name: str) -> list[ModelVersion]: ...
+    def alias(self, name: str, alias: str) -> ModelVersion | None: ...
+    def set_alias(self, name: str, alias: str, version: int) -> None: ...
+    def delete_alias(self, name: str, alias: str) -> None: ...
+    def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None: ...
+    def load_predictor(self, name: str, version: int) -> Predictor: ...
+    def read_json(self, name: str, version: int, artifact: str) -> Any: ...
+
+
+def feature_frame(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Features only, numerics as float64 and categoricals as str/None: the model's input types."""
+    out = pd.DataFrame(index=frame.index)
+    for name in numeric:
+        out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    for name in categorical:
+        out[name] = pd.Series([v if isinstance(v, str) else (None if pd.isna(v) else str(v))
+                               for v in frame[name]], index=frame.index, dtype=object)
+    return out

@@ -1,0 +1,241 @@
+"""The behaviour every LogStore adapter shares, asserted once (like scikit-learn's check_estimator).
+
+Run `check_log_store(make)` on a factory of fresh, empty stores; each check gets its own store
+and builds its frames from the store's own column names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from modelloop.errors import DataError
+from modelloop.store.logs import LOG_COLUMNS, MODEL_VERSION, PREDICTION, RECEIVED_AT, LogStore
+
+_DAY = datetime(2013, 3, 1)
+
+
+def check_log_store(make: Callable[[], LogStore]) -> None:
+    """Assert the shared log semantics; the AssertionError names the check that failed."""
+    for check in _CHECKS:
+        store = make()
+        try:
+            check(store)
+        except AssertionError as exc:
+            raise AssertionError(f"{check.__name__} ({type(store).__name__}): {exc}") from exc
+
+
+def predictions_frame(
+    store: LogStore,
+    ids: Sequence[Any],
+    stamps: Sequence[datetime],
+    *,
+    version: int = 1,
+    extra: dict[str, Sequence[Any]] | None = None,
+) -> pd.DataFrame:
+    """A prediction frame as the server logs it: features, id, timestamp and the `_` columns."""
+    count = len(ids)
+    frame = pd.DataFrame(
+        {
+            "distance": [100.0 + i for i in range(count)],
+            "carrier": [None if i % 3 == 2 else f"C{i % 2}" for i in range(count)],
+            store.id_column: list(ids),
+            store.timestamp_column: pd.to_datetime(list(stamps)),
+            "_prediction": [round(0.1 + i / (count + 10), 6) for i in range(count)],
+            "_model_version": pd.Series([version] * count, dtype="int64"),
+            "_request_id": [f"req-{version}-{i}" for i in range(count)],
+            "_served_at": pd.to_datetime(
+                [_DAY + timedelta(days=400, seconds=i) for i in range(count)]
+            ),
+        }
+    )
+    for name, values in (extra or {}).items():
+        frame[name] = list(values)
+    return frame
+
+
+def _expect(condition: bool, message: str) -> None:
+    # Not `assert`: a check suite must still check under `python -O`.
+    if not condition:
+        raise AssertionError(message)
+
+
+def _expect_data_error(action: Callable[[], object], *needles: str) -> None:
+    try:
+        action()
+    except DataError as exc:
+        for needle in needles:
+            _expect(needle in str(exc), f"the DataError should mention {needle!r}: {exc}")
+    else:
+        raise AssertionError(f"expected a DataError mentioning {', '.join(needles)}")
+
+
+def _values(series: pd.Series) -> list[Any]:
+    return [None if pd.isna(v) else v for v in series.tolist()]
+
+
+def _ids(frame: pd.DataFrame, store: LogStore) -> list[str]:
+    return [str(v) for v in frame[store.id_column].tolist()]
+
+
+def _check_empty_reads(store: LogStore) -> None:
+    required = [store.id_column, store.timestamp_column, *LOG_COLUMNS]
+    for frame in (store.read_predictions(), store.read_predictions(_DAY, _DAY + timedelta(7))):
+        _expect(isinstance(frame, pd.DataFrame) and frame.empty, "an empty log reads as empty")
+        _expect(set(required) <= set(frame.columns), f"empty reads keep {required}")
+    _expect(store.latest_prediction_time() is None, "an empty log has no latest time")
+    labels = store.read_labels()
+    _expect(labels.empty, "no labels read as an empty frame")
+    expected = [store.id_column, store.target_column, RECEIVED_AT]
+    _expect(set(expected) <= set(labels.columns), f"empty labels keep {expected}")
+    store.append_predictions(predictions_frame(store, [], []))
+    empty_labels = pd.DataFrame({store.id_column: [], store.target_column: []})
+    _expect(store.append_labels(empty_labels) == 0, "an empty label frame stores 0 rows")
+    _expect(
+        store.read_predictions().empty and store.read_labels().empty, "empty appends add nothing"
+    )
+
+
+def _check_round_trip(store: LogStore) -> None:
+    stamps = [_DAY + timedelta(hours=h) for h in (50, 2, 26, 3, 27, 51)]  # 3 days, out of order
+    frame = predictions_frame(store, [10, 11, 12, 13, 14, 15], stamps)
+    store.append_predictions(frame.iloc[:3])
+    store.append_predictions(frame.iloc[3:])
+    got = store.read_predictions()
+    expected = frame.sort_values(store.timestamp_column, kind="stable").reset_index(drop=True)
+    _expect(len(got) == len(frame), f"read {len(got)} rows, logged {len(frame)}")
+    _expect(set(frame.columns) <= set(got.columns), f"every column comes back: {list(got.columns)}")
+    _expect(
+        pd.api.types.is_datetime64_any_dtype(got[store.timestamp_column]),
+        "timestamps stay datetime64",
+    )
+    _expect(pd.api.types.is_integer_dtype(got[MODEL_VERSION]), "_model_version reads as an integer")
+    _expect(got[PREDICTION].dtype == "float64", "_prediction reads as float64")
+    for column in frame.columns:
+        _expect(
+            _values(got[column]) == _values(expected[column]),
+            f"column {column!r} changed: {_values(got[column])} != {_values(expected[column])}",
+        )
+
+
+def _check_window_bounds(store: LogStore) -> None:
+    midnight = _DAY + timedelta(days=1)
+    stamps = [midnight - timedelta(minutes=30), midnight, midnight + timedelta(minutes=30),
+              midnight + timedelta(days=3)]
+    store.append_predictions(predictions_frame(store, [1, 2, 3, 4], stamps))
+
+    def ids(start: datetime | None, end: datetime | None) -> list[str]:
+        return _ids(store.read_predictions(start, end), store)
+
+    _expect(ids(midnight, None) == ["3", "4"], "the start bound is exclusive")
+    _expect(ids(None, midnight) == ["1", "2"], "the end bound is inclusive")
+    _expect(ids(stamps[0], midnight) == ["2"], "a window holds (start, end]")
+    _expect(ids(midnight - timedelta(days=1), midnight + timedelta(days=1)) == ["1", "2", "3"],
+            "a window across midnight spans both days")
+    _expect(ids(None, None) == ["1", "2", "3", "4"], "no bounds reads everything")
+    late = store.read_predictions(stamps[-1], None)
+    _expect(late.empty and store.id_column in late.columns, "a window after the last row is empty")
+    _expect(store.read_predictions(midnight, stamps[0]).empty, "an inverted window is empty")
+
+
+def _check_ties_keep_logging_order(store: LogStore) -> None:
+    same = [_DAY + timedelta(hours=1)] * 2
+    store.append_predictions(predictions_frame(store, ["b", "a"], same))
+    store.append_predictions(predictions_frame(store, ["c"], [_DAY]))
+    store.append_predictions(predictions_frame(store, ["d", "e"], same))
+    got = _ids(store.read_predictions(), store)
+    _expect(got == ["c", "b", "a", "d", "e"], f"equal timestamps keep logging order: {got}")
+
+
+def _check_latest_prediction_time(store: LogStore) -> None:
+    newest = _DAY + timedelta(days=5, hours=7, minutes=3)
+    stamps = [newest - timedelta(hours=1), newest]
+    store.append_predictions(predictions_frame(store, [1, 2], stamps))
+    store.append_predictions(predictions_frame(store, [3], [_DAY]))  # a late, older batch
+    latest = store.latest_prediction_time()
+    _expect(isinstance(latest, datetime), f"latest_prediction_time gives a datetime: {latest!r}")
+    _expect(latest == newest, f"the latest time is the max timestamp: {latest} != {newest}")
+
+
+def _check_new_columns(store: LogStore) -> None:
+    store.append_predictions(predictions_frame(store, [1, 2], [_DAY, _DAY + timedelta(hours=1)]))
+    later = predictions_frame(store, [3], [_DAY + timedelta(hours=2)], version=2,
+                              extra={"temperature": [12.5]})
+    store.append_predictions(later)
+    got = store.read_predictions()
+    _expect(
+        _values(got["temperature"]) == [None, None, 12.5],
+        "a feature added later reads as missing in older rows",
+    )
+    _expect(got[MODEL_VERSION].tolist() == [1, 1, 2], "versions are kept per row")
+
+
+def _check_string_ids(store: LogStore) -> None:
+    ids = ["UA-1545", "AA-1141"]
+    store.append_predictions(predictions_frame(store, ids, [_DAY, _DAY + timedelta(hours=1)]))
+    got = store.read_predictions()[store.id_column].tolist()
+    _expect(got == ids, f"string ids come back as given: {got}")
+    store.append_labels(pd.DataFrame({store.id_column: ids, store.target_column: [1, 0]}))
+    _expect(sorted(store.read_labels()[store.id_column].tolist()) == sorted(ids),
+            "string label ids come back as given")
+
+
+def _check_labels(store: LogStore) -> None:
+    first = pd.DataFrame(
+        {store.id_column: [1, 2, 3], store.target_column: [0, 1, 0], "note": ["x", "y", "z"]}
+    )
+    _expect(store.append_labels(first) == 3, "append_labels returns the rows stored")
+    relabel = pd.DataFrame({store.id_column: ["2"], store.target_column: [0]})  # "2" is 2
+    _expect(store.append_labels(relabel) == 1, "append_labels returns the rows stored")
+    labels = store.read_labels()
+    _expect("note" not in labels.columns, "extra label columns are dropped")
+    _expect(RECEIVED_AT in labels.columns, "labels carry _received_at")
+    _expect(pd.api.types.is_datetime64_any_dtype(labels[RECEIVED_AT]), "_received_at is a datetime")
+    by_id = dict(zip(_ids(labels, store), labels[store.target_column].tolist(), strict=True))
+    _expect(len(labels) == 3, f"one row per id (compared as strings), got {len(labels)}")
+    _expect(by_id == {"1": 0, "2": 0, "3": 0}, f"the latest label wins: {by_id}")
+
+
+def _check_bad_labels(store: LogStore) -> None:
+    _expect_data_error(
+        lambda: store.append_labels(pd.DataFrame({store.id_column: [1]})), store.target_column
+    )
+    _expect_data_error(
+        lambda: store.append_labels(pd.DataFrame({"other": [1]})),
+        store.id_column,
+        store.target_column,
+    )
+    nulls = pd.DataFrame({store.id_column: [1, None, None], store.target_column: [1, 0, 1]})
+    _expect_data_error(lambda: store.append_labels(nulls), store.id_column, "2")
+    no_target = pd.DataFrame({store.id_column: [1, 2], store.target_column: [None, 1.0]})
+    _expect_data_error(lambda: store.append_labels(no_target), store.target_column, "1")
+    _expect(store.read_labels().empty, "a rejected label frame stores nothing")
+
+
+def _check_bad_predictions(store: LogStore) -> None:
+    frame = predictions_frame(store, [1], [_DAY])
+    _expect_data_error(
+        lambda: store.append_predictions(frame.drop(columns=[PREDICTION])), PREDICTION
+    )
+    _expect_data_error(
+        lambda: store.append_predictions(frame.drop(columns=[store.timestamp_column])),
+        store.timestamp_column,
+    )
+    _expect(store.read_predictions().empty, "a rejected prediction frame stores nothing")
+
+
+_CHECKS: tuple[Callable[[LogStore], None], ...] = (
+    _check_empty_reads,
+    _check_round_trip,
+    _check_window_bounds,
+    _check_ties_keep_logging_order,
+    _check_latest_prediction_time,
+    _check_new_columns,
+    _check_string_ids,
+    _check_labels,
+    _check_bad_labels,
+    _check_bad_predictions,
+)

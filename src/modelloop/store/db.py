@@ -1,0 +1,413 @@
+"""modelloop's own metadata: pipeline runs, gate decisions, monitoring results, alerts, triggers.
+
+SQLAlchemy Core, so the embedded SQLite file and a team's Postgres are one code path. Every row
+carries the model name because one database may serve several projects. JSON payloads are
+stored as text and returned parsed; datetimes are stored naive and returned as ISO strings.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+from modelloop.errors import NotFound
+from modelloop.timeutil import to_naive
+
+# The server and the CLI write at once: wait for the other writer rather than fail.
+_BUSY_TIMEOUT_SECONDS = 30.0
+
+_metadata = sa.MetaData()
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column("id", sa.Integer, primary_key=True, autoincrement=True)
+
+
+def _model() -> sa.Column[str]:
+    return sa.Column("model", sa.String(255), nullable=False, index=True)
+
+
+def _created_at() -> sa.Column[datetime]:
+    return sa.Column("created_at", sa.DateTime, nullable=False)
+
+
+_runs = sa.Table(
+    "modelloop_runs",
+    _metadata,
+    _id(),
+    _model(),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=True),
+    sa.Column("trigger", sa.Text, nullable=False),
+    sa.Column("status", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    _created_at(),
+)
+_decisions = sa.Table(
+    "modelloop_decisions",
+    _metadata,
+    _id(),
+    _model(),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(64), nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=True),
+    _created_at(),
+)
+_monitoring = sa.Table(
+    "modelloop_monitoring",
+    _metadata,
+    _id(),
+    _model(),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("result", sa.Text, nullable=False),
+    _created_at(),
+)
+_alerts = sa.Table(
+    "modelloop_alerts",
+    _metadata,
+    _id(),
+    _model(),
+    sa.Column("kind", sa.String(255), nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("resolved_as_of", sa.DateTime, nullable=True),
+    _created_at(),
+)
+_triggers = sa.Table(
+    "modelloop_triggers",
+    _metadata,
+    _id(),
+    _model(),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("fired", sa.Boolean, nullable=False),
+    _created_at(),
+)
+_state = sa.Table(
+    "modelloop_state",
+    _metadata,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+_JSON_FIELDS = {"detail", "reasons", "metrics", "result"}
+
+
+class MetadataDB:
+    """What the pipelines decided and why, for one model, in any SQLAlchemy database.
+
+    The engine and the tables are created on first use, so constructing one is free. With
+    SQLite the file runs in WAL mode with a busy timeout, because the server and the CLI
+    write to it at the same time.
+    """
+
+    def __init__(self, url: str, model: str) -> None:
+        self.url = url
+        self.model = model
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    # -- pipeline runs ---------------------------------------------------------------------------
+
+    def start_run(self, kind: str, *, as_of: datetime | None, trigger: str) -> int:
+        """Record a pipeline run as `running`; `finish_run` closes it."""
+        now = _now()
+        return self._insert(
+            _runs,
+            kind=kind,
+            as_of=_naive(as_of),
+            trigger=trigger,
+            status="running",
+            detail=None,
+            started_at=now,
+            finished_at=None,
+            created_at=now,
+        )
+
+    def finish_run(self, run_id: int, *, status: str, detail: Mapping[str, Any]) -> None:
+        """Close a run with its outcome and evidence."""
+        statement = (
+            _runs.update()
+            .where(_runs.c.id == run_id, _runs.c.model == self.model)
+            .values(status=status, detail=_dumps(detail), finished_at=_now())
+        )
+        with self._connect().begin() as connection:
+            updated = connection.execute(statement).rowcount
+        if not updated:
+            raise NotFound(f"pipeline run {run_id} of model {self.model!r} does not exist")
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first."""
+        return self._select(_runs, order=[_runs.c.id.desc()], limit=limit)
+
+    # -- gate decisions --------------------------------------------------------------------------
+
+    def record_decision(
+        self,
+        version: int,
+        *,
+        outcome: str,
+        reasons: Sequence[str],
+        metrics: Mapping[str, Any],
+        as_of: datetime | None,
+    ) -> int:
+        """Keep the gate's verdict with its evidence: "why is v7 in production?" needs it."""
+        return self._insert(
+            _decisions,
+            version=int(version),
+            outcome=outcome,
+            reasons=_dumps(list(reasons)),
+            metrics=_dumps(metrics),
+            as_of=_naive(as_of),
+            created_at=_now(),
+        )
+
+    def decisions(self, version: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first; only one version's when `version` is given."""
+        where = [] if version is None else [_decisions.c.version == int(version)]
+        return self._select(_decisions, where=where, order=[_decisions.c.id.desc()], limit=limit)
+
+    # -- monitoring ------------------------------------------------------------------------------
+
+    def record_monitoring(self, result: Mapping[str, Any], *, as_of: datetime) -> int:
+        """Keep one monitoring run's result (drift, quality, performance) at its as-of time."""
+        return self._insert(
+            _monitoring, as_of=_naive(as_of), result=_dumps(result), created_at=_now()
+        )
+
+    def last_monitoring(self) -> dict[str, Any] | None:
+        """The result with the latest as-of (data time, not wall clock), or None."""
+        order = [_monitoring.c.as_of.desc(), _monitoring.c.id.desc()]
+        found = self._select(_monitoring, order=order, limit=1)
+        return found[0] if found else None
+
+    def monitoring_history(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest `limit` results, oldest first, ready to plot."""
+        order = [_monitoring.c.as_of.desc(), _monitoring.c.id.desc()]
+        return list(reversed(self._select(_monitoring, order=order, limit=limit)))
+
+    # -- alerts ----------------------------------------------------------------------------------
+
+    def record_alert(self, kind: str, *, as_of: datetime, detail: Mapping[str, Any]) -> int:
+        """Open an alert; it stays open until `resolve_alerts` closes its kind."""
+        return self._insert(
+            _alerts,
+            kind=kind,
+            as_of=_naive(as_of),
+            detail=_dumps(detail),
+            status="open",
+            resolved_as_of=None,
+            created_at=_now(),
+        )
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Open alerts, oldest first."""
+        return self._select(
+            _alerts,
+            where=[_alerts.c.status == "open"],
+            order=[_alerts.c.as_of, _alerts.c.id],
+        )
+
+    def resolve_alerts(self, kind: str, *, as_of: datetime) -> int:
+        """Close every open alert of `kind`; returns how many were closed."""
+        statement = (
+            _alerts.update()
+            .where(
+                _alerts.c.model == self.model,
+                _alerts.c.kind == kind,
+                _alerts.c.status == "open",
+            )
+            .values(status="resolved", resolved_as_of=_naive(as_of))
+        )
+        with self._connect().begin() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    # -- retraining triggers ---------------------------------------------------------------------
+
+    def record_trigger(
+        self, reason: str, *, as_of: datetime, detail: Mapping[str, Any], fired: bool
+    ) -> int:
+        """Keep every trigger evaluation, fired or held back (by cooldown, say), with why."""
+        return self._insert(
+            _triggers,
+            reason=reason,
+            as_of=_naive(as_of),
+            detail=_dumps(detail),
+            fired=bool(fired),
+            created_at=_now(),
+        )
+
+    def last_fired_trigger(self) -> dict[str, Any] | None:
+        """The fired trigger with the latest as-of: where the retraining cooldown counts from."""
+        found = self._select(
+            _triggers,
+            where=[_triggers.c.fired.is_(True)],
+            order=[_triggers.c.as_of.desc(), _triggers.c.id.desc()],
+            limit=1,
+        )
+        return found[0] if found else None
+
+    # -- small state -----------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> Any | None:
+        """A JSON value set by `set_state`, or None."""
+        statement = sa.select(_state.c.value).where(
+            _state.c.model == self.model, _state.c.key == key
+        )
+        with self._connect().connect() as connection:
+            value = connection.execute(statement).scalar_one_or_none()
+        return None if value is None else json.loads(value)
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Insert or replace a JSON value."""
+        text = _dumps(value)
+        mine = (_state.c.model == self.model, _state.c.key == key)
+        for attempt in range(2):
+            try:
+                with self._connect().begin() as connection:
+                    # Update first: in SQLite the write lock is taken before anything is read.
+                    updated = connection.execute(
+                        _state.update().where(*mine).values(value=text, updated_at=_now())
+                    ).rowcount
+                    if not updated:
+                        connection.execute(
+                            _state.insert().values(
+                                model=self.model, key=key, value=text, updated_at=_now()
+                            )
+                        )
+                return
+            except sa.exc.IntegrityError:
+                if attempt:  # another writer inserted the key between our update and insert
+                    raise
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _connect(self) -> Engine:
+        if self._engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    engine = _create_engine(self.url)
+                    _create_tables(engine)
+                    self._engine = engine
+        return self._engine
+
+    def _insert(self, table: sa.Table, **values: Any) -> int:
+        with self._connect().begin() as connection:
+            result = connection.execute(table.insert().values(model=self.model, **values))
+            key = result.inserted_primary_key
+        if key is None:  # pragma: no cover - every table here has an integer key
+            raise RuntimeError(f"{table.name}: the database returned no id")
+        return int(key[0])
+
+    def _select(
+        self,
+        table: sa.Table,
+        *,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+        order: Iterable[sa.ColumnElement[Any]] = (),
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        statement = sa.select(table).where(table.c.model == self.model, *where).order_by(*order)
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self._connect().connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return [_row(row) for row in rows]
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    connect_args: dict[str, Any] = {"timeout": _BUSY_TIMEOUT_SECONDS}
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        # One shared connection, or every connection would see its own empty database.
+        connect_args["check_same_thread"] = False
+        engine = sa.create_engine(parsed, connect_args=connect_args, poolclass=StaticPool)
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args=connect_args)
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_SECONDS * 1000)}")
+        # Readers never block the writer, and the writer never blocks readers.
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _create_tables(engine: Engine) -> None:
+    try:
+        _metadata.create_all(engine, checkfirst=True)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        # Another process created them between our check and our CREATE: check again.
+        _metadata.create_all(engine, checkfirst=True)
+
+
+def _row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in _JSON_FIELDS and isinstance(value, str):
+            out[key] = json.loads(value)
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays keep their numbers; dates become ISO; anything else its str."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    for method in ("item", "tolist"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            try:
+                return convert()
+            except (TypeError, ValueError):
+                break
+    return str(value)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    naive = to_naive(value)
+    # A pandas Timestamp is a datetime, but the drivers want the plain type.
+    return datetime(
+        naive.year, naive.month, naive.day, naive.hour, naive.minute, naive.second,
+        naive.microsecond,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
