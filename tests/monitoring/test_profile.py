@@ -65,8 +65,9 @@ def test_small_integer_feature_bins_on_its_values() -> None:
 
     busy = [f"= {h}" for h in range(10, 24)]
     assert [label for label in feature["labels"] if label.startswith("=")] == busy
-    # The quiet early hours share a few intervals cut at whole hours, none of them empty.
-    assert all(float(edge).is_integer() for edge in feature["edges"])
+    # The quiet early hours share a few intervals cut halfway between whole hours, so no
+    # observed value sits on an edge (where a last-bit difference would move it), none empty.
+    assert all((float(edge) - 0.5).is_integer() for edge in feature["edges"])
     assert len(feature["labels"]) <= len(busy) + 10 + 1
     assert all(share > 0 for share in feature["shares"][:-1])
     assert feature["labels"][-1] == "missing"

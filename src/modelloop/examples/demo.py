@@ -54,7 +54,7 @@ def write_project(directory: Path) -> Path:
 
 
 def _payload(rows: pd.DataFrame) -> bytes:
-    body = rows.to_json(orient="split", date_format="iso", index=False)
+    body = rows.to_json(orient="split", date_format="iso", index=False, double_precision=15)
     return b'{"dataframe_split": ' + body.encode() + b"}"
 
 

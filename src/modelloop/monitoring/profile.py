@@ -133,6 +133,11 @@ def _numeric_profile(values: pd.Series, max_bins: int, point_mass_share: float) 
         # inverted_cdf returns observed values, so integer features get integer cut points.
         edges = np.unique(np.quantile(rest, levels, method="inverted_cdf"))
         edges = edges[edges < rest.max()]
+        # Cut halfway to the next observed value, never on one: a value that went through JSON
+        # or CSV may differ in its last bit and must not jump to the neighbouring bin.
+        above = np.unique(rest)
+        following = above[np.minimum(np.searchsorted(above, edges, side="right"), above.size - 1)]
+        edges = (edges + following) / 2.0
     feature: dict[str, Any] = {
         "kind": "numeric",
         "n": n,
@@ -181,10 +186,15 @@ def _numeric_counts(feature: Mapping[str, Any], values: pd.Series) -> np.ndarray
     present = ~np.isnan(arr)
     is_mass = np.zeros(arr.size, dtype=bool)
     if masses.size:
+        # Near-equality, not ==: a value that went through JSON or CSV (e.g. 11.5078 mph printed
+        # with 10 digits) must still land in its point mass.
         pos = np.searchsorted(masses, arr)
-        hit = masses[np.minimum(pos, masses.size - 1)] == arr
-        is_mass = present & hit
-        index[is_mass] = pos[is_mass]
+        hi = np.minimum(pos, masses.size - 1)
+        lo = np.maximum(pos - 1, 0)
+        near_hi = np.isclose(masses[hi], arr, rtol=1e-7, atol=1e-12)
+        near_lo = np.isclose(masses[lo], arr, rtol=1e-7, atol=1e-12)
+        is_mass = present & (near_hi | near_lo)
+        index[is_mass] = np.where(near_hi, hi, lo)[is_mass]
     rest = present & ~is_mass
     # Intervals are right-closed: (e[i-1], e[i]]; side="left" puts a value equal to e[i] in bin i.
     index[rest] = masses.size + np.searchsorted(edges, arr[rest], side="left")
