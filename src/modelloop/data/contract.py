@@ -37,6 +37,7 @@ class Problem:
     count: int = 0
     rows: list[Any] = field(default_factory=list)
     examples: list[Any] = field(default_factory=list)
+    row_name: str = "rows"
 
     def describe(self) -> str:
         if self.problem == "missing_column":
@@ -47,12 +48,12 @@ class Problem:
             "bad_value": "has values outside those allowed",
         }[self.problem]
         examples = ", ".join(repr(v) for v in self.examples[:3])
-        shown = f" (rows {self.rows[:5]}" + (f", e.g. {examples})" if examples else ")")
+        shown = f" ({self.row_name} {self.rows[:5]}" + (f", e.g. {examples})" if examples else ")")
         return f"column {self.column!r} {what}: {self.count} row(s){shown}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"column": self.column, "problem": self.problem, "count": self.count,
-                "rows": [_jsonable(r) for r in self.rows[:20]],
+                self.row_name: [_jsonable(r) for r in self.rows[:20]],
                 "examples": [_jsonable(v) for v in self.examples[:5]], "message": self.describe()}
 
 
@@ -120,16 +121,29 @@ class Contract:
                 columns[rule.name] = pa.Column(None, nullable=rule.nullable, required=required)
         return pa.DataFrameSchema(columns, strict=False)
 
-    def check(self, frame: pd.DataFrame, *, serving: bool) -> tuple[pd.DataFrame, list[Problem]]:
-        """Validate and coerce `frame`; returns the coerced frame and every problem found."""
+    def check(self, frame: pd.DataFrame, *, serving: bool,
+              name_rows_by_id: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
+        """Validate and coerce `frame`; returns the coerced frame and every problem found.
+
+        With `name_rows_by_id`, offending rows are named by their id (what a user can look up in
+        their data) rather than by position.
+        """
+        import dataclasses
+
         import pandera.errors as pe
 
         schema = self.pandera_schema(serving=serving)
+        id_column = next((r.name for r in self.columns if r.role == "id"), None)
+        by_id = name_rows_by_id and id_column is not None and id_column in frame
+        checked = frame.set_axis(pd.Index(frame[id_column].to_numpy())) if by_id else frame
         try:
-            validated = schema.validate(frame, lazy=True)
+            validated = schema.validate(checked, lazy=True)
         except pe.SchemaErrors as exc:
-            return frame, _problems(exc.failure_cases)
-        return self._normalise(validated), []
+            problems = _problems(exc.failure_cases)
+            if by_id:
+                problems = [dataclasses.replace(p, row_name=f"{id_column}s") for p in problems]
+            return frame, problems
+        return self._normalise(validated.set_axis(frame.index) if by_id else validated), []
 
     def _normalise(self, frame: pd.DataFrame) -> pd.DataFrame:
         out = frame.copy()

@@ -48,7 +48,7 @@ def load_labelled_window(config: ProjectConfig, source: DataSource, windows: Tra
                          contract: Contract) -> pd.DataFrame:
     """Rows whose labels existed at the as-of time, validated against the contract."""
     frame = source.load(windows.train_start, windows.labelled_until)
-    validated, problems = contract.check(frame, serving=False)
+    validated, problems = contract.check(frame, serving=False, name_rows_by_id=True)
     if problems:
         raise DataError(
             f"the training data for ({windows.train_start:%Y-%m-%d %H:%M}, "

@@ -1,0 +1,3 @@
+from modelloop.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""Helpers for the integration tests: the real CLI in a subprocess and a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelloop.examples.server import free_port
+
+BIN = Path(sys.executable).parent / "modelloop"
+CLI = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "modelloop"]
+
+
+def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("MODELLOOP_HOME", None)
+    done = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"modelloop {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def cli_json(*args: str, cwd: Path) -> Any:
+    return json.loads(run_cli(*args, "--json", cwd=cwd).stdout)
+
+
+class ServerProcess:
+    """`modelloop serve` in its own process group, output to a file (never an unread pipe)."""
+
+    def __init__(self, cwd: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.log = open(cwd / f"serve-{self.port}.log", "w")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen([*CLI, "serve", "--port", str(self.port), *extra], cwd=cwd,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {(cwd / f'serve-{self.port}.log').read_text()}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError("server did not answer /ping within 90 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self.log.close()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Any]:
+    started: list[ServerProcess] = []
+
+    def start(cwd: Path, *extra: str) -> ServerProcess:
+        server = ServerProcess(cwd, *extra)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
