@@ -91,14 +91,20 @@ class EvaluationConfig(_Section):
 
 class GateConfig(_Section):
     floor: float | None = Field(default=None, description="absolute score a candidate must reach")
-    tolerance: float = Field(default=0.0, ge=0, description="how much worse than the champion is still fine")
+    tolerance: float = Field(
+        default=0.0, ge=0, description="how much worse than the champion is still fine"
+    )
 
 
 class MonitoringConfig(_Section):
     window: Duration = timedelta(days=7)
     label_delay: Duration = timedelta(days=1)
-    drift_threshold: float = Field(default=0.2, gt=0, description="PSI above which a feature drifts")
-    drift_share: float = Field(default=0.5, gt=0, le=1, description="share of drifted features that is an alert")
+    drift_threshold: float = Field(
+        default=0.2, gt=0, description="PSI above which a feature drifts"
+    )
+    drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="share of drifted features that is an alert"
+    )
     performance_floor: float | None = None
     min_labelled_rows: int = Field(default=100, ge=1)
 
@@ -136,7 +142,9 @@ class ProjectConfig(_Section):
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("function-after",) and not str(p).startswith("function-")]
+    parts = [
+        str(p) for p in loc if p not in ("function-after",) and not str(p).startswith("function-")
+    ]
     return ".".join(parts) or "(top level)"
 
 
@@ -156,8 +164,10 @@ def _describe(error: Any) -> str:
 def parse_config(raw: Any, source: str = "modelloop.yaml") -> ProjectConfig:
     """Validate an already-parsed project file; errors name `source` and every bad field."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of fields (name, task, data, model, ...), "
-                          f"got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of fields (name, task, data, model, ...), "
+            f"got {type(raw).__name__}"
+        )
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as exc:

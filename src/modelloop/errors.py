@@ -26,13 +26,19 @@ class DataError(ModelloopError):
 class BadRequest(ModelloopError):
     """A scoring or label request the server must answer with a 400."""
 
-    def __init__(self, message: str, *, column: str | None = None, problem: str = "bad_request") -> None:
+    def __init__(
+        self, message: str, *, column: str | None = None, problem: str = "bad_request"
+    ) -> None:
         super().__init__(message)
         self.column = column
         self.problem = problem
 
     def to_json(self) -> dict[str, object]:
-        body: dict[str, object] = {"error_code": "BAD_REQUEST", "problem": self.problem, "message": str(self)}
+        body: dict[str, object] = {
+            "error_code": "BAD_REQUEST",
+            "problem": self.problem,
+            "message": str(self),
+        }
         if self.column is not None:
             body["column"] = self.column
         return body

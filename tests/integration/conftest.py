@@ -21,12 +21,18 @@ BIN = Path(sys.executable).parent / "modelloop"
 CLI = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "modelloop"]
 
 
-def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MODELLOOP_HOME", None)
-    done = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    done = subprocess.run(
+        [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check and done.returncode != 0:
-        raise AssertionError(f"modelloop {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"modelloop {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
     return done
 
 
@@ -40,13 +46,20 @@ class ServerProcess:
     def __init__(self, cwd: Path, *extra: str) -> None:
         self.port = free_port()
         self.log = open(cwd / f"serve-{self.port}.log", "w")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen([*CLI, "serve", "--port", str(self.port), *extra], cwd=cwd,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*CLI, "serve", "--port", str(self.port), *extra],
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {(cwd / f'serve-{self.port}.log').read_text()}")
+                raise AssertionError(
+                    f"server exited: {(cwd / f'serve-{self.port}.log').read_text()}"
+                )
             try:
                 if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
                     return

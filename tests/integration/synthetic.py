@@ -36,7 +36,11 @@ def make_frame(days: int = 100, seed: int = 7) -> pd.DataFrame:
         logit = (3.0 * (x2 - 2.0) - 0.5 * x1) if drifted else (2.5 * x1 + 0.8 * (seg == "a"))
         y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
         x3 = np.where(rng.random(n) < 0.05, np.nan, rng.normal(0, 1, n))  # nullable from the start
-        parts.append(pd.DataFrame({"event_time": stamp, "x1": x1, "x2": x2, "x3": x3, "seg": seg, "label": y}))
+        parts.append(
+            pd.DataFrame(
+                {"event_time": stamp, "x1": x1, "x2": x2, "x3": x3, "seg": seg, "label": y}
+            )
+        )
     frame = pd.concat(parts, ignore_index=True)
     frame.insert(0, "row_id", [f"r{i:06d}" for i in range(len(frame))])
     return frame
@@ -76,8 +80,13 @@ retraining:
 """
 
 
-def write_project(directory: Path, *, estimator: str = "sklearn.ensemble.HistGradientBoostingClassifier",
-                  params: str = "{max_iter: 60, random_state: 0}", name: str = "modelloop.yaml") -> Path:
+def write_project(
+    directory: Path,
+    *,
+    estimator: str = "sklearn.ensemble.HistGradientBoostingClassifier",
+    params: str = "{max_iter: 60, random_state: 0}",
+    name: str = "modelloop.yaml",
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     path.write_text(PROJECT.format(estimator=estimator, params=params), encoding="utf-8")

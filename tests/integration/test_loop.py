@@ -47,8 +47,11 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for d in range(45, 75):
                 rows = _rows(frame, d, d)
-                answer = client.post("/invocations", content=_split(rows[["row_id", "event_time", *FEATURES]]),
-                                     headers={"Content-Type": "application/json", "X-Request-Id": f"day-{d}"})
+                answer = client.post(
+                    "/invocations",
+                    content=_split(rows[["row_id", "event_time", *FEATURES]]),
+                    headers={"Content-Type": "application/json", "X-Request-Id": f"day-{d}"},
+                )
                 assert answer.status_code == 200, answer.text
                 assert answer.headers["X-Request-Id"] == f"day-{d}"
                 if d > 45 and d != 60:
@@ -57,17 +60,25 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         # One day's labels arrive as a file instead, through the CLI.
         _rows(frame, 59, 59)[["row_id", "label"]].to_csv(root / "labels-day59.csv", index=False)
         _rows(frame, 74, 74)[["row_id", "label"]].to_parquet(root / "labels-day74.parquet")
-        out["ingest"] = [cli_json("labels", "ingest", "labels-day59.csv", cwd=root),
-                         cli_json("labels", "ingest", "labels-day74.parquet", cwd=root)]
+        out["ingest"] = [
+            cli_json("labels", "ingest", "labels-day59.csv", cwd=root),
+            cli_json("labels", "ingest", "labels-day74.parquet", cwd=root),
+        ]
     finally:
         server.stop()
 
     out["calm"] = cli_json("monitor", "--as-of", day(DRIFT_DAY).isoformat(), cwd=root)
     out["drifted"] = cli_json("monitor", "--as-of", day(75).isoformat(), cwd=root)
     out["again"] = cli_json("monitor", "--as-of", day(75).isoformat(), cwd=root)
-    write_project(root, estimator="sklearn.dummy.DummyClassifier", params="{strategy: prior}",
-                  name="worse.yaml")
-    out["worse"] = cli_json("train", "--project", "worse.yaml", "--as-of", day(75).isoformat(), cwd=root)
+    write_project(
+        root,
+        estimator="sklearn.dummy.DummyClassifier",
+        params="{strategy: prior}",
+        name="worse.yaml",
+    )
+    out["worse"] = cli_json(
+        "train", "--project", "worse.yaml", "--as-of", day(75).isoformat(), cwd=root
+    )
     out["status"] = cli_json("status", cwd=root)
     out["server"] = ServerProcess(root)
     yield out
@@ -93,7 +104,9 @@ def test_calm_week_raises_no_alert(story: dict[str, Any]) -> None:
     assert calm["trigger"] is None
 
 
-def test_drift_is_detected_and_retraining_promotes_a_better_candidate(story: dict[str, Any]) -> None:
+def test_drift_is_detected_and_retraining_promotes_a_better_candidate(
+    story: dict[str, Any],
+) -> None:
     drifted = story["drifted"]
     assert drifted["alert"] is True
     assert set(drifted["breach_kinds"]) == {"drift", "performance"}
@@ -135,15 +148,29 @@ def test_status_reports_champion_monitoring_and_alerts(story: dict[str, Any]) ->
 
 def test_restarted_server_serves_the_new_champion_and_logs_rows(story: dict[str, Any]) -> None:
     rows = _rows(story["frame"], 80, 80).head(50)
-    answer = httpx.post(f"{story['server'].url}/invocations",
-                        json={"dataframe_records": json.loads(rows.to_json(orient="records", date_format="iso"))})
+    answer = httpx.post(
+        f"{story['server'].url}/invocations",
+        json={"dataframe_records": json.loads(rows.to_json(orient="records", date_format="iso"))},
+    )
     assert answer.status_code == 200
     assert answer.headers["X-Model-Version"] == "2"
     assert len(answer.json()["predictions"]) == 50
-    part = story["root"] / ".modelloop" / "predictions" / "synthetic-loop" / f"date={day(80):%Y-%m-%d}"
+    part = (
+        story["root"] / ".modelloop" / "predictions" / "synthetic-loop" / f"date={day(80):%Y-%m-%d}"
+    )
     logged = pd.concat(pd.read_parquet(p) for p in part.glob("*.parquet"))
-    assert {"x1", "x2", "x3", "seg", "row_id", "event_time", "_prediction", "_model_version",
-            "_request_id", "_served_at"} <= set(logged.columns)
+    assert {
+        "x1",
+        "x2",
+        "x3",
+        "seg",
+        "row_id",
+        "event_time",
+        "_prediction",
+        "_model_version",
+        "_request_id",
+        "_served_at",
+    } <= set(logged.columns)
     assert logged["_model_version"].unique().tolist() == [2]
     assert not list(part.glob("*.tmp"))
 
@@ -164,14 +191,26 @@ assert not any(m == "modelloop" or m.startswith("modelloop.") for m in sys.modul
 """
 
 
-def test_plain_mlflow_pyfunc_gives_the_servers_numbers(story: dict[str, Any], tmp_path: Path) -> None:
+def test_plain_mlflow_pyfunc_gives_the_servers_numbers(
+    story: dict[str, Any], tmp_path: Path
+) -> None:
     rows = _rows(story["frame"], 81, 81).head(40)[FEATURES]
-    served = httpx.post(f"{story['server'].url}/invocations", content=_split(rows),
-                        headers={"Content-Type": "application/json"}).json()["predictions"]
-    (tmp_path / "rows.json").write_text(rows.to_json(orient="split", index=False, double_precision=15))
+    served = httpx.post(
+        f"{story['server'].url}/invocations",
+        content=_split(rows),
+        headers={"Content-Type": "application/json"},
+    ).json()["predictions"]
+    (tmp_path / "rows.json").write_text(
+        rows.to_json(orient="split", index=False, double_precision=15)
+    )
     uri = f"sqlite:///{story['root'] / '.modelloop' / 'mlflow.db'}"
-    done = subprocess.run([sys.executable, "-c", PLAIN_MLFLOW, uri, str(tmp_path / "rows.json")],
-                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", PLAIN_MLFLOW, uri, str(tmp_path / "rows.json")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     plain = json.loads(done.stdout.strip().splitlines()[-1])
     assert plain == served
@@ -182,7 +221,11 @@ def test_plain_mlflow_pyfunc_gives_the_servers_numbers(story: dict[str, Any], tm
     ("body", "column", "problem"),
     [
         ({"dataframe_records": [{"x1": 1.0, "x2": 2.0, "x3": 0.1}]}, "seg", "missing_column"),
-        ({"dataframe_records": [{"x1": "high", "x2": 2.0, "x3": 0.1, "seg": "a"}]}, "x1", "wrong_type"),
+        (
+            {"dataframe_records": [{"x1": "high", "x2": 2.0, "x3": 0.1, "seg": "a"}]},
+            "x1",
+            "wrong_type",
+        ),
         ({"dataframe_records": [{"x1": None, "x2": 2.0, "x3": 0.1, "seg": "a"}]}, "x1", "null"),
         ({"dataframe_split": {"columns": ["x1"], "data": [[1, 2]]}}, None, "bad_format"),
         ({"dataframe_records": []}, None, "empty"),
@@ -192,7 +235,9 @@ def test_plain_mlflow_pyfunc_gives_the_servers_numbers(story: dict[str, Any], tm
 def test_bad_requests_get_a_400_that_names_the_problem(
     story: dict[str, Any], body: dict[str, Any], column: str | None, problem: str
 ) -> None:
-    answer = httpx.post(f"{story['server'].url}/invocations", json=body, headers={"X-Request-Id": "bad-1"})
+    answer = httpx.post(
+        f"{story['server'].url}/invocations", json=body, headers={"X-Request-Id": "bad-1"}
+    )
     assert answer.status_code == 400, answer.text
     payload = answer.json()
     assert payload["problem"] == problem
@@ -203,16 +248,25 @@ def test_bad_requests_get_a_400_that_names_the_problem(
 
 def test_malformed_json_and_nullable_feature(story: dict[str, Any]) -> None:
     url = f"{story['server'].url}/invocations"
-    broken = httpx.post(url, content=b'{"dataframe_split": {', headers={"Content-Type": "application/json"})
+    broken = httpx.post(
+        url, content=b'{"dataframe_split": {', headers={"Content-Type": "application/json"}
+    )
     assert broken.status_code == 400 and broken.json()["problem"] == "malformed_json"
-    fine = httpx.post(url, json={"dataframe_records": [{"x1": 1.0, "x2": 2.0, "x3": None, "seg": "zzz"}]})
-    assert fine.status_code == 200, fine.text  # x3 had nulls in training; "zzz" is an unseen category
+    fine = httpx.post(
+        url, json={"dataframe_records": [{"x1": 1.0, "x2": 2.0, "x3": None, "seg": "zzz"}]}
+    )
+    assert fine.status_code == 200, (
+        fine.text
+    )  # x3 had nulls in training; "zzz" is an unseen category
 
 
 def test_bad_project_file_names_file_and_field(tmp_path: Path) -> None:
     path = write_project(tmp_path)
-    path.write_text(path.read_text().replace("drift_threshold: 0.2", "drift_threshold: high")
-                    .replace("holdout: 5d", "holdout: 5 days"))
+    path.write_text(
+        path.read_text()
+        .replace("drift_threshold: 0.2", "drift_threshold: high")
+        .replace("holdout: 5d", "holdout: 5 days")
+    )
     done = run_cli("status", cwd=tmp_path, check=False)
     assert done.returncode == 2
     assert "modelloop.yaml" in done.stderr and "monitoring.drift_threshold" in done.stderr
@@ -232,9 +286,15 @@ def test_data_breaking_the_contract_fails_and_registers_nothing(tmp_path: Path) 
     broken.to_parquet(tmp_path / "data.parquet", index=False)
     done = run_cli("train", "--as-of", day(45).isoformat(), cwd=tmp_path, check=False)
     assert done.returncode == 1
-    assert "'x2' is missing" in done.stderr and "'x1'" in done.stderr and "nothing was registered" in done.stderr
+    assert (
+        "'x2' is missing" in done.stderr
+        and "'x1'" in done.stderr
+        and "nothing was registered" in done.stderr
+    )
     assert "Traceback" not in done.stderr
     status = cli_json("status", cwd=tmp_path)
     assert status["champion"]["version"] == 1 and status["challenger"] is None
-    reports = list((tmp_path / ".modelloop" / "reports" / "synthetic-loop").glob("validation-*.json"))
+    reports = list(
+        (tmp_path / ".modelloop" / "reports" / "synthetic-loop").glob("validation-*.json")
+    )
     assert reports and "x2" in reports[0].read_text()

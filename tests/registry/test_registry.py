@@ -12,8 +12,9 @@ def test_memory_registry_passes_the_shared_checks() -> None:
 @pytest.mark.integration
 def test_mlflow_registry_passes_the_shared_checks(tmp_path: Path) -> None:
     def make() -> MlflowRegistry:
-        registry = MlflowRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                  artifact_root=(tmp_path / "mlartifacts").as_uri())
+        registry = MlflowRegistry(
+            f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "mlartifacts").as_uri()
+        )
         registry.ensure_store()
         return registry
 

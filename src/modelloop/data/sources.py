@@ -33,15 +33,19 @@ class DataSource(Protocol):
 
 def _parse_timestamps(frame: pd.DataFrame, column: str, origin: str) -> pd.DataFrame:
     if column not in frame.columns:
-        raise DataError(f"{origin}: the timestamp column {column!r} is missing "
-                        f"(columns: {', '.join(map(str, frame.columns[:20]))})")
+        raise DataError(
+            f"{origin}: the timestamp column {column!r} is missing "
+            f"(columns: {', '.join(map(str, frame.columns[:20]))})"
+        )
     if not pd.api.types.is_datetime64_any_dtype(frame[column]):
         parsed = pd.to_datetime(frame[column], errors="coerce")
         bad = parsed.isna() & frame[column].notna()
         if bad.any():
             rows = list(frame.index[bad][:5])
-            raise DataError(f"{origin}: column {column!r} holds values that are not timestamps "
-                            f"(rows {rows}, e.g. {frame[column][bad].iloc[0]!r})")
+            raise DataError(
+                f"{origin}: column {column!r} holds values that are not timestamps "
+                f"(rows {rows}, e.g. {frame[column][bad].iloc[0]!r})"
+            )
         frame = frame.assign(**{column: parsed})
     values = frame[column]
     if getattr(values.dt, "tz", None) is not None:
@@ -50,7 +54,9 @@ def _parse_timestamps(frame: pd.DataFrame, column: str, origin: str) -> pd.DataF
     return frame
 
 
-def _window(frame: pd.DataFrame, column: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+def _window(
+    frame: pd.DataFrame, column: str, start: datetime | None, end: datetime | None
+) -> pd.DataFrame:
     mask = pd.Series(True, index=frame.index)
     if start is not None:
         mask &= frame[column] > pd.Timestamp(start)
@@ -69,7 +75,9 @@ class FileSource:
         self._cache: tuple[tuple[tuple[str, float], ...], pd.DataFrame] | None = None
 
     def _files(self) -> list[str]:
-        full = self.pattern if Path(self.pattern).is_absolute() else str(self.base_dir / self.pattern)
+        full = (
+            self.pattern if Path(self.pattern).is_absolute() else str(self.base_dir / self.pattern)
+        )
         files = sorted(glob.glob(full, recursive=True))
         if not files:
             raise DataError(f"data.source: no file matches {self.pattern!r} (looked for {full})")
@@ -88,8 +96,10 @@ class FileSource:
                 elif name.endswith(".parquet") or Path(name).is_dir():
                     part = pd.read_parquet(name)
                 else:
-                    raise DataError(f"data.source: {name} is neither Parquet nor CSV "
-                                    "(expected a .parquet or .csv file)")
+                    raise DataError(
+                        f"data.source: {name} is neither Parquet nor CSV "
+                        "(expected a .parquet or .csv file)"
+                    )
             except DataError:
                 raise
             except Exception as exc:  # pyarrow and pandas raise many kinds; all mean "unreadable"
@@ -133,8 +143,10 @@ class FunctionSource:
     def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         frame = self._function()(start, end)
         if not isinstance(frame, pd.DataFrame):
-            raise DataError(f"data.source: {self.spec} returned {type(frame).__name__}, "
-                            "expected a pandas DataFrame")
+            raise DataError(
+                f"data.source: {self.spec} returned {type(frame).__name__}, "
+                "expected a pandas DataFrame"
+            )
         frame = _parse_timestamps(frame.copy(), self.timestamp, self.spec)
         return _window(frame, self.timestamp, start, end)
 
@@ -147,7 +159,9 @@ class FunctionSource:
 
 def open_source(spec: str, base_dir: Path, timestamp: str) -> DataSource:
     """A `module:function` spec names a function; anything else is a path or glob."""
-    looks_like_function = ":" in spec and not Path(spec).suffix and "/" not in spec and "\\" not in spec
+    looks_like_function = (
+        ":" in spec and not Path(spec).suffix and "/" not in spec and "\\" not in spec
+    )
     if looks_like_function:
         return FunctionSource(spec, base_dir, timestamp)
     return FileSource(spec, base_dir, timestamp)

@@ -28,24 +28,41 @@ class TrainingWindows:
         return self.train_end
 
     def to_dict(self) -> dict[str, str]:
-        return {"as_of": self.as_of.isoformat(), "labelled_until": self.labelled_until.isoformat(),
-                "train_start": self.train_start.isoformat(), "train_end": self.train_end.isoformat(),
-                "holdout_start": self.holdout_start.isoformat(), "holdout_end": self.holdout_end.isoformat()}
+        return {
+            "as_of": self.as_of.isoformat(),
+            "labelled_until": self.labelled_until.isoformat(),
+            "train_start": self.train_start.isoformat(),
+            "train_end": self.train_end.isoformat(),
+            "holdout_start": self.holdout_start.isoformat(),
+            "holdout_end": self.holdout_end.isoformat(),
+        }
 
 
-def training_windows(as_of: datetime, *, label_delay: timedelta, window: timedelta,
-                     holdout: timedelta) -> TrainingWindows:
+def training_windows(
+    as_of: datetime, *, label_delay: timedelta, window: timedelta, holdout: timedelta
+) -> TrainingWindows:
     labelled_until = as_of - label_delay
     train_end = labelled_until - holdout
-    return TrainingWindows(as_of=as_of, labelled_until=labelled_until, train_start=train_end - window,
-                           train_end=train_end, holdout_end=labelled_until)
+    return TrainingWindows(
+        as_of=as_of,
+        labelled_until=labelled_until,
+        train_start=train_end - window,
+        train_end=train_end,
+        holdout_end=labelled_until,
+    )
 
 
-def split_by_time(frame: pd.DataFrame, timestamp: str, windows: TrainingWindows) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_by_time(
+    frame: pd.DataFrame, timestamp: str, windows: TrainingWindows
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, holdout): train in (train_start, train_end], holdout in (train_end, holdout_end]."""
     ts = frame[timestamp]
-    train = frame[(ts > pd.Timestamp(windows.train_start)) & (ts <= pd.Timestamp(windows.train_end))]
-    holdout = frame[(ts > pd.Timestamp(windows.train_end)) & (ts <= pd.Timestamp(windows.holdout_end))]
+    train = frame[
+        (ts > pd.Timestamp(windows.train_start)) & (ts <= pd.Timestamp(windows.train_end))
+    ]
+    holdout = frame[
+        (ts > pd.Timestamp(windows.train_end)) & (ts <= pd.Timestamp(windows.holdout_end))
+    ]
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 

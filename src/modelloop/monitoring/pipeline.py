@@ -41,35 +41,55 @@ class MonitoringResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(), "window": {"start": self.window_start.isoformat(),
-                                                        "end": self.as_of.isoformat()},
-            "n_rows": self.n_rows, "n_labelled": self.n_labelled,
+            "as_of": self.as_of.isoformat(),
+            "window": {"start": self.window_start.isoformat(), "end": self.as_of.isoformat()},
+            "n_rows": self.n_rows,
+            "n_labelled": self.n_labelled,
             "metric": {"name": self.metric, "value": self.metric_value},
             "drift": self.drift.to_dict() if self.drift else None,
-            "quality": self.quality, "versions": self.versions, "breaches": self.breaches,
-            "breach_kinds": self.breach_kinds, "alert": self.alert,
+            "quality": self.quality,
+            "versions": self.versions,
+            "breaches": self.breaches,
+            "breach_kinds": self.breach_kinds,
+            "alert": self.alert,
             "report_json": str(self.report_json) if self.report_json else None,
             "report_html": str(self.report_html) if self.report_html else None,
         }
 
 
-def labelled(predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, target: str) -> pd.DataFrame:
+def labelled(
+    predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, target: str
+) -> pd.DataFrame:
     """Predictions joined with the labels that have arrived (ids compared as strings)."""
     if predictions.empty or labels.empty:
         return predictions.iloc[0:0].assign(**{target: pd.Series(dtype="float64")})
     left = predictions.assign(_key=predictions[id_column].astype(str))
-    right = labels[[id_column, target]].assign(_key=labels[id_column].astype(str)).drop(columns=[id_column])
+    right = (
+        labels[[id_column, target]]
+        .assign(_key=labels[id_column].astype(str))
+        .drop(columns=[id_column])
+    )
     return left.merge(right, on="_key", how="inner").drop(columns=["_key"])
 
 
-def run_monitoring(config: ProjectConfig, *, logs: LogStore, registry: Registry, as_of: datetime,
-                   reports_dir: Path) -> MonitoringResult:
+def run_monitoring(
+    config: ProjectConfig, *, logs: LogStore, registry: Registry, as_of: datetime, reports_dir: Path
+) -> MonitoringResult:
     mon, data = config.monitoring, config.data
     start = as_of - mon.window
     predictions = logs.read_predictions(start, as_of)
     metric = config.evaluation.metric
-    result = MonitoringResult(as_of=as_of, window_start=start, n_rows=len(predictions), n_labelled=0,
-                              metric=metric, metric_value=None, drift=None, quality={}, versions={})
+    result = MonitoringResult(
+        as_of=as_of,
+        window_start=start,
+        n_rows=len(predictions),
+        n_labelled=0,
+        metric=metric,
+        metric_value=None,
+        drift=None,
+        quality={},
+        versions={},
+    )
     if predictions.empty:
         return _write(result, config, reports_dir)
 
@@ -93,15 +113,21 @@ def run_monitoring(config: ProjectConfig, *, logs: LogStore, registry: Registry,
     if floor is not None and result.metric_value is not None:
         worse = result.metric_value < floor if config.maximize else result.metric_value > floor
         if worse:
-            result.breaches.append(f"performance: {metric} {result.metric_value:.4f} on {len(joined)} "
-                                   f"labelled rows is {'below' if config.maximize else 'above'} "
-                                   f"the floor {floor:.4f}")
+            result.breaches.append(
+                f"performance: {metric} {result.metric_value:.4f} on {len(joined)} "
+                f"labelled rows is {'below' if config.maximize else 'above'} "
+                f"the floor {floor:.4f}"
+            )
             result.breach_kinds.append("performance")
     share = result.drift.share_drifted
     if result.drift.features and share > mon.drift_share:
-        top = ", ".join(f"{f.feature} (PSI {f.psi:.2f})" for f in result.drift.features if f.drifted)
-        result.breaches.append(f"drift: {len(result.drift.drifted)} of {len(result.drift.features)} "
-                               f"features drifted ({share:.0%} > {mon.drift_share:.0%}): {top}")
+        top = ", ".join(
+            f"{f.feature} (PSI {f.psi:.2f})" for f in result.drift.features if f.drifted
+        )
+        result.breaches.append(
+            f"drift: {len(result.drift.drifted)} of {len(result.drift.features)} "
+            f"features drifted ({share:.0%} > {mon.drift_share:.0%}): {top}"
+        )
         result.breach_kinds.append("drift")
     return _write(result, config, reports_dir)
 

@@ -76,6 +76,9 @@ def feature_frame(frame: pd.DataFrame, numeric: list[str], categorical: list[str
     for name in numeric:
         out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
     for name in categorical:
-        out[name] = pd.Series([v if isinstance(v, str) else (None if pd.isna(v) else str(v))
-                               for v in frame[name]], index=frame.index, dtype=object)
+        out[name] = pd.Series(
+            [v if isinstance(v, str) else (None if pd.isna(v) else str(v)) for v in frame[name]],
+            index=frame.index,
+            dtype=object,
+        )
     return out

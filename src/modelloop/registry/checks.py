@@ -20,15 +20,24 @@ def _record(name: str, shift: float) -> TrainingRecord:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(size=200), "c": rng.choice(["a", "b"], size=200)})
     y = (frame["x"] + shift > 0).astype(int)
-    encode = ColumnTransformer([("x", "passthrough", ["x"]),
-                                ("c", OneHotEncoder(handle_unknown="ignore"), ["c"])])
+    encode = ColumnTransformer(
+        [("x", "passthrough", ["x"]), ("c", OneHotEncoder(handle_unknown="ignore"), ["c"])]
+    )
     pipeline = Pipeline([("encode", encode), ("model", LogisticRegression())])
     pipeline.fit(frame, y)
-    return TrainingRecord(name=name, pipeline=pipeline, task="classification", numeric=["x"],
-                          categorical=["c"], example=frame.head(5), run_name="check",
-                          params={"shift": shift}, metrics={"roc_auc": 0.9},
-                          version_tags={"modelloop.status": "candidate"},
-                          json_artifacts={"contract.json": {"columns": ["x", "c"]}})
+    return TrainingRecord(
+        name=name,
+        pipeline=pipeline,
+        task="classification",
+        numeric=["x"],
+        categorical=["c"],
+        example=frame.head(5),
+        run_name="check",
+        params={"shift": shift},
+        metrics={"roc_auc": 0.9},
+        version_tags={"modelloop.status": "candidate"},
+        json_artifacts={"contract.json": {"columns": ["x", "c"]}},
+    )
 
 
 def check_registry(make: Callable[[], Registry]) -> None:
@@ -61,8 +70,10 @@ def check_registry(make: Callable[[], Registry]) -> None:
     assert 0.0 <= predictions[0] < predictions[1] <= 1.0
 
     assert registry.read_json("check-model", 1, "contract.json") == {"columns": ["x", "c"]}
-    for missing in (lambda: registry.get_version("check-model", 99),
-                    lambda: registry.read_json("check-model", 1, "nope.json")):
+    for missing in (
+        lambda: registry.get_version("check-model", 99),
+        lambda: registry.read_json("check-model", 1, "nope.json"),
+    ):
         try:
             missing()
         except NotFound:

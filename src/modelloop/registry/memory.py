@@ -51,8 +51,14 @@ class MemoryRegistry:
         if key not in self._tags:
             raise NotFound(f"model {name!r} has no version {version}")
         aliases = tuple(sorted(a for a, v in self._aliases.get(name, {}).items() if v == version))
-        return ModelVersion(name=name, version=version, run_id=f"memory-{name}-{version}",
-                            tags=dict(self._tags[key]), aliases=aliases, created_at=self._created[key])
+        return ModelVersion(
+            name=name,
+            version=version,
+            run_id=f"memory-{name}-{version}",
+            tags=dict(self._tags[key]),
+            aliases=aliases,
+            created_at=self._created[key],
+        )
 
     def versions(self, name: str) -> list[ModelVersion]:
         return [self.get_version(name, i + 1) for i in range(len(self._records.get(name, [])))]

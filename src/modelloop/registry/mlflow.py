@@ -18,8 +18,9 @@ _MODEL_CODE = Path(__file__).resolve().parent.parent / "training" / "pyfunc_mode
 class MlflowRegistry:
     """MLflow tracking + model registry at `tracking_uri` (sqlite file, or a remote server)."""
 
-    def __init__(self, tracking_uri: str, *, artifact_root: str | None = None,
-                 experiment: str = "modelloop") -> None:
+    def __init__(
+        self, tracking_uri: str, *, artifact_root: str | None = None, experiment: str = "modelloop"
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.experiment = experiment
@@ -51,12 +52,21 @@ class MlflowRegistry:
         return str(client.create_experiment(self.experiment, artifact_location=self.artifact_root))
 
     def _to_version(self, mv: Any) -> ModelVersion:
-        created = datetime.fromtimestamp(mv.creation_timestamp / 1000) if mv.creation_timestamp else None
-        return ModelVersion(name=mv.name, version=int(mv.version), run_id=mv.run_id,
-                            tags=dict(mv.tags or {}), aliases=tuple(getattr(mv, "aliases", []) or ()),
-                            created_at=created)
+        created = (
+            datetime.fromtimestamp(mv.creation_timestamp / 1000) if mv.creation_timestamp else None
+        )
+        return ModelVersion(
+            name=mv.name,
+            version=int(mv.version),
+            run_id=mv.run_id,
+            tags=dict(mv.tags or {}),
+            aliases=tuple(getattr(mv, "aliases", []) or ()),
+            created_at=created,
+        )
 
     def register(self, record: TrainingRecord) -> ModelVersion:
+        import warnings
+
         import joblib
         import mlflow
         import numpy
@@ -64,17 +74,21 @@ class MlflowRegistry:
         import sklearn
         from mlflow.models import infer_signature
 
-        import warnings
-
         client = self._client
         example = feature_frame(record.example, record.numeric, record.categorical)
         signature = infer_signature(example)
-        requirements = [f"mlflow=={mlflow.__version__}", f"scikit-learn=={sklearn.__version__}",
-                        f"pandas=={pandas.__version__}", f"numpy=={numpy.__version__}",
-                        f"joblib=={joblib.__version__}"]
-        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
-            experiment_id=self._experiment_id(), run_name=record.run_name
-        ) as run:
+        requirements = [
+            f"mlflow=={mlflow.__version__}",
+            f"scikit-learn=={sklearn.__version__}",
+            f"pandas=={pandas.__version__}",
+            f"numpy=={numpy.__version__}",
+            f"joblib=={joblib.__version__}",
+        ]
+        with (
+            warnings.catch_warnings(),
+            tempfile.TemporaryDirectory() as tmp,
+            mlflow.start_run(experiment_id=self._experiment_id(), run_name=record.run_name) as run,
+        ):
             mlflow.log_params({k: _short(v) for k, v in record.params.items()})
             mlflow.log_metrics(record.metrics)
             mlflow.set_tags(record.run_tags)
@@ -85,18 +99,26 @@ class MlflowRegistry:
             pipeline_path = Path(tmp) / "pipeline.joblib"
             joblib.dump(record.pipeline, pipeline_path)
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(_MODEL_CODE),
+                name="model",
+                python_model=str(_MODEL_CODE),
                 artifacts={"pipeline": str(pipeline_path)},
-                model_config={"task": record.task, "numeric": record.numeric,
-                              "categorical": record.categorical},
-                signature=signature, pip_requirements=requirements,
+                model_config={
+                    "task": record.task,
+                    "numeric": record.numeric,
+                    "categorical": record.categorical,
+                },
+                signature=signature,
+                pip_requirements=requirements,
             )
             try:
                 client.get_registered_model(record.name)
             except Exception:  # MLflow raises RestException/MlflowException for "not found"
-                client.create_registered_model(record.name, description=f"modelloop project {record.name}")
-            mv = client.create_model_version(record.name, source=info.model_uri, run_id=run.info.run_id,
-                                             tags=record.version_tags)
+                client.create_registered_model(
+                    record.name, description=f"modelloop project {record.name}"
+                )
+            mv = client.create_model_version(
+                record.name, source=info.model_uri, run_id=run.info.run_id, tags=record.version_tags
+            )
         return self.get_version(record.name, int(mv.version))
 
     def get_version(self, name: str, version: int) -> ModelVersion:
@@ -132,9 +154,9 @@ class MlflowRegistry:
         with self._lock:
             key = (name, version)
             if key not in self._predictors:
-                import mlflow
-
                 import warnings
+
+                import mlflow
 
                 self._client  # noqa: B018  (sets the tracking and registry URIs)
                 with warnings.catch_warnings():
@@ -152,7 +174,9 @@ class MlflowRegistry:
             try:
                 self._json[key] = mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}")
             except Exception as exc:
-                raise NotFound(f"model {name!r} version {version} has no artifact {artifact}") from exc
+                raise NotFound(
+                    f"model {name!r} version {version} has no artifact {artifact}"
+                ) from exc
         return self._json[key]
 
 

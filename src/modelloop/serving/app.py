@@ -41,18 +41,23 @@ def create_app(project: Project, model: LoadedModel | None = None) -> FastAPI:
 
     @app.exception_handler(DataError)
     async def bad_data(request: Request, exc: DataError) -> JSONResponse:
-        return JSONResponse({"error_code": "BAD_REQUEST", "problem": "bad_data", "message": str(exc)},
-                            status_code=400)
+        return JSONResponse(
+            {"error_code": "BAD_REQUEST", "problem": "bad_data", "message": str(exc)},
+            status_code=400,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error_code": "BAD_REQUEST", "problem": "bad_request",
-                             "message": str(exc.errors())}, status_code=400)
+        return JSONResponse(
+            {"error_code": "BAD_REQUEST", "problem": "bad_request", "message": str(exc.errors())},
+            status_code=400,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error_code": "HTTP_ERROR", "message": str(exc.detail)},
-                            status_code=exc.status_code)
+        return JSONResponse(
+            {"error_code": "HTTP_ERROR", "message": str(exc.detail)}, status_code=exc.status_code
+        )
 
     @app.get("/ping")
     async def ping() -> Response:
@@ -64,7 +69,11 @@ def create_app(project: Project, model: LoadedModel | None = None) -> FastAPI:
 
     @app.get("/version")
     async def version() -> dict[str, Any]:
-        return {"modelloop": modelloop.__version__, "model": project.name, "version": served.version}
+        return {
+            "modelloop": modelloop.__version__,
+            "model": project.name,
+            "version": served.version,
+        }
 
     @app.post("/invocations")
     async def invocations(request: Request) -> JSONResponse:

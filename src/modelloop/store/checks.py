@@ -123,8 +123,12 @@ def _check_round_trip(store: LogStore) -> None:
 
 def _check_window_bounds(store: LogStore) -> None:
     midnight = _DAY + timedelta(days=1)
-    stamps = [midnight - timedelta(minutes=30), midnight, midnight + timedelta(minutes=30),
-              midnight + timedelta(days=3)]
+    stamps = [
+        midnight - timedelta(minutes=30),
+        midnight,
+        midnight + timedelta(minutes=30),
+        midnight + timedelta(days=3),
+    ]
     store.append_predictions(predictions_frame(store, [1, 2, 3, 4], stamps))
 
     def ids(start: datetime | None, end: datetime | None) -> list[str]:
@@ -133,8 +137,10 @@ def _check_window_bounds(store: LogStore) -> None:
     _expect(ids(midnight, None) == ["3", "4"], "the start bound is exclusive")
     _expect(ids(None, midnight) == ["1", "2"], "the end bound is inclusive")
     _expect(ids(stamps[0], midnight) == ["2"], "a window holds (start, end]")
-    _expect(ids(midnight - timedelta(days=1), midnight + timedelta(days=1)) == ["1", "2", "3"],
-            "a window across midnight spans both days")
+    _expect(
+        ids(midnight - timedelta(days=1), midnight + timedelta(days=1)) == ["1", "2", "3"],
+        "a window across midnight spans both days",
+    )
     _expect(ids(None, None) == ["1", "2", "3", "4"], "no bounds reads everything")
     late = store.read_predictions(stamps[-1], None)
     _expect(late.empty and store.id_column in late.columns, "a window after the last row is empty")
@@ -162,8 +168,9 @@ def _check_latest_prediction_time(store: LogStore) -> None:
 
 def _check_new_columns(store: LogStore) -> None:
     store.append_predictions(predictions_frame(store, [1, 2], [_DAY, _DAY + timedelta(hours=1)]))
-    later = predictions_frame(store, [3], [_DAY + timedelta(hours=2)], version=2,
-                              extra={"temperature": [12.5]})
+    later = predictions_frame(
+        store, [3], [_DAY + timedelta(hours=2)], version=2, extra={"temperature": [12.5]}
+    )
     store.append_predictions(later)
     got = store.read_predictions()
     _expect(
@@ -179,8 +186,10 @@ def _check_string_ids(store: LogStore) -> None:
     got = store.read_predictions()[store.id_column].tolist()
     _expect(got == ids, f"string ids come back as given: {got}")
     store.append_labels(pd.DataFrame({store.id_column: ids, store.target_column: [1, 0]}))
-    _expect(sorted(store.read_labels()[store.id_column].tolist()) == sorted(ids),
-            "string label ids come back as given")
+    _expect(
+        sorted(store.read_labels()[store.id_column].tolist()) == sorted(ids),
+        "string label ids come back as given",
+    )
 
 
 def _check_labels(store: LogStore) -> None:

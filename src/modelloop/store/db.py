@@ -404,7 +404,12 @@ def _naive(value: datetime | None) -> datetime | None:
     naive = to_naive(value)
     # A pandas Timestamp is a datetime, but the drivers want the plain type.
     return datetime(
-        naive.year, naive.month, naive.day, naive.hour, naive.minute, naive.second,
+        naive.year,
+        naive.month,
+        naive.day,
+        naive.hour,
+        naive.minute,
+        naive.second,
         naive.microsecond,
     )
 

@@ -422,7 +422,7 @@ def _partitions(base: Path) -> list[tuple[date, Path]]:
         if not entry.name.startswith(_PARTITION) or not entry.is_dir():
             continue
         try:
-            day = date.fromisoformat(entry.name[len(_PARTITION):])
+            day = date.fromisoformat(entry.name[len(_PARTITION) :])
         except ValueError:
             continue
         found.append((day, Path(entry.path)))

@@ -18,8 +18,10 @@ def resolve_estimator(class_path: str) -> type[Any]:
     """Import `package.module.Class` (or `package.module:Class`), naming the field on failure."""
     module_name, _, class_name = class_path.replace(":", ".").rpartition(".")
     if not module_name:
-        raise ConfigError(f"model.estimator: expected a class path such as "
-                          f"sklearn.ensemble.HistGradientBoostingClassifier, got {class_path!r}")
+        raise ConfigError(
+            f"model.estimator: expected a class path such as "
+            f"sklearn.ensemble.HistGradientBoostingClassifier, got {class_path!r}"
+        )
     try:
         module = importlib.import_module(module_name)
         cls = getattr(module, class_name)
@@ -45,10 +47,14 @@ def build_pipeline(
     try:
         estimator = cls(**params)
     except TypeError as exc:
-        raise ConfigError(f"model.params: {class_path} does not accept these parameters: {exc}") from None
+        raise ConfigError(
+            f"model.params: {class_path} does not accept these parameters: {exc}"
+        ) from None
     if task == "classification" and not hasattr(estimator, "predict_proba"):
-        raise ConfigError(f"model.estimator: {class_path} has no predict_proba; a classification "
-                          "project needs probabilities to rank and to monitor")
+        raise ConfigError(
+            f"model.estimator: {class_path} has no predict_proba; a classification "
+            "project needs probabilities to rank and to monitor"
+        )
 
     steps: list[tuple[str, Any, list[str]]] = []
     if native:
@@ -57,8 +63,10 @@ def build_pipeline(
             steps.append(("numeric", "passthrough", numeric))
         if categorical:
             encoder = OrdinalEncoder(
-                handle_unknown="use_encoded_value", unknown_value=np.nan,
-                encoded_missing_value=np.nan, dtype=np.float64,
+                handle_unknown="use_encoded_value",
+                unknown_value=np.nan,
+                encoded_missing_value=np.nan,
+                dtype=np.float64,
             )
             steps.append(("categorical", encoder, categorical))
         if categorical and "categorical_features" not in params:
@@ -66,15 +74,40 @@ def build_pipeline(
             estimator.set_params(categorical_features=list(range(first, first + len(categorical))))
     else:
         if numeric:
-            steps.append(("numeric", Pipeline([
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
-            ]), numeric))
+            steps.append(
+                (
+                    "numeric",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                            ("scale", StandardScaler()),
+                        ]
+                    ),
+                    numeric,
+                )
+            )
         if categorical:
-            steps.append(("categorical", Pipeline([
-                ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-                ("encode", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5,
-                                         sparse_output=False)),
-            ]), categorical))
+            steps.append(
+                (
+                    "categorical",
+                    Pipeline(
+                        [
+                            (
+                                "impute",
+                                SimpleImputer(strategy="constant", fill_value="__missing__"),
+                            ),
+                            (
+                                "encode",
+                                OneHotEncoder(
+                                    handle_unknown="infrequent_if_exist",
+                                    min_frequency=5,
+                                    sparse_output=False,
+                                ),
+                            ),
+                        ]
+                    ),
+                    categorical,
+                )
+            )
     preprocess = ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])

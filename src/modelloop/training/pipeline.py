@@ -11,11 +11,25 @@ from typing import Any
 import pandas as pd
 
 from modelloop.config import ProjectConfig
-from modelloop.data import Contract, DataSource, TrainingWindows, fingerprint, split_by_time, training_windows
+from modelloop.data import (
+    Contract,
+    DataSource,
+    TrainingWindows,
+    fingerprint,
+    split_by_time,
+    training_windows,
+)
 from modelloop.errors import DataError
 from modelloop.monitoring.drift import data_quality
 from modelloop.monitoring.profile import build_profile
-from modelloop.registry import STATUS_TAG, TRIGGER_TAG, ModelVersion, Registry, TrainingRecord, feature_frame
+from modelloop.registry import (
+    STATUS_TAG,
+    TRIGGER_TAG,
+    ModelVersion,
+    Registry,
+    TrainingRecord,
+    feature_frame,
+)
 from modelloop.timeutil import format_duration
 from modelloop.training.estimator import build_pipeline
 from modelloop.training.metrics import score
@@ -37,15 +51,22 @@ class TrainingResult:
 def git_sha(directory: Path) -> str | None:
     """The code version, when the project lives in a git work tree."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def load_labelled_window(config: ProjectConfig, source: DataSource, windows: TrainingWindows,
-                         contract: Contract) -> pd.DataFrame:
+def load_labelled_window(
+    config: ProjectConfig, source: DataSource, windows: TrainingWindows, contract: Contract
+) -> pd.DataFrame:
     """Rows whose labels existed at the as-of time, validated against the contract."""
     frame = source.load(windows.train_start, windows.labelled_until)
     validated, problems = contract.check(frame, serving=False, name_rows_by_id=True)
@@ -59,13 +80,25 @@ def load_labelled_window(config: ProjectConfig, source: DataSource, windows: Tra
     return validated
 
 
-def train(config: ProjectConfig, *, source: DataSource, registry: Registry, contract: Contract | None,
-          as_of: datetime, trigger: str, project_dir: Path,
-          reference_profile: dict[str, Any] | None = None) -> TrainingResult:
+def train(
+    config: ProjectConfig,
+    *,
+    source: DataSource,
+    registry: Registry,
+    contract: Contract | None,
+    as_of: datetime,
+    trigger: str,
+    project_dir: Path,
+    reference_profile: dict[str, Any] | None = None,
+) -> TrainingResult:
     """Fit a candidate at `as_of` and register it; raises DataError (registering nothing) on bad data."""
     data = config.data
-    windows = training_windows(as_of, label_delay=config.monitoring.label_delay,
-                               window=config.training.window, holdout=config.evaluation.holdout)
+    windows = training_windows(
+        as_of,
+        label_delay=config.monitoring.label_delay,
+        window=config.training.window,
+        holdout=config.evaluation.holdout,
+    )
     if contract is None:
         first = source.load(windows.train_start, windows.labelled_until)
         contract = Contract.infer(first, data, config.task)
@@ -79,18 +112,25 @@ def train(config: ProjectConfig, *, source: DataSource, registry: Registry, cont
             "pass a later --as-of or a longer training.window"
         )
     if config.task == "classification" and train_rows[data.target].nunique() < 2:
-        raise DataError(f"column {data.target!r} has one class only in the training window; "
-                        "a classifier needs both")
+        raise DataError(
+            f"column {data.target!r} has one class only in the training window; "
+            "a classifier needs both"
+        )
     numeric, categorical = data.features.numeric, data.features.categorical
     x_train = feature_frame(train_rows, numeric, categorical)
-    pipeline = build_pipeline(config.model.estimator, config.model.params, numeric, categorical, config.task)
+    pipeline = build_pipeline(
+        config.model.estimator, config.model.params, numeric, categorical, config.task
+    )
     pipeline.fit(x_train, train_rows[data.target])
 
     holdout_score: float | None = None
     if len(holdout_rows):
         x_holdout = feature_frame(holdout_rows, numeric, categorical)
-        predictions = (pipeline.predict_proba(x_holdout)[:, 1] if config.task == "classification"
-                       else pipeline.predict(x_holdout))
+        predictions = (
+            pipeline.predict_proba(x_holdout)[:, 1]
+            if config.task == "classification"
+            else pipeline.predict(x_holdout)
+        )
         holdout_score = score(config.evaluation.metric, holdout_rows[data.target], predictions)
 
     profile = build_profile(train_rows, numeric, categorical)
@@ -108,30 +148,58 @@ def train(config: ProjectConfig, *, source: DataSource, registry: Registry, cont
         "modelloop.estimator": config.model.estimator,
         TRIGGER_TAG: trigger[:4900],
     }
-    metrics: dict[str, float] = {"rows_train": float(len(train_rows)), "rows_holdout": float(len(holdout_rows))}
+    metrics: dict[str, float] = {
+        "rows_train": float(len(train_rows)),
+        "rows_holdout": float(len(holdout_rows)),
+    }
     if holdout_score is not None:
         metrics[f"holdout_{config.evaluation.metric}"] = holdout_score
     if config.task == "classification":
         metrics["positive_share_train"] = float(train_rows[data.target].mean())
     metrics["quality_flagged_features"] = float(len(flagged))
     record = TrainingRecord(
-        name=config.name, pipeline=pipeline, task=config.task, numeric=numeric, categorical=categorical,
-        example=train_rows.head(5), run_name=f"train@{as_of:%Y-%m-%dT%H:%M}",
-        params={**config.model.params, "estimator": config.model.estimator,
-                "training_window": format_duration(config.training.window),
-                "holdout": format_duration(config.evaluation.holdout),
-                "label_delay": format_duration(config.monitoring.label_delay),
-                "features_numeric": ",".join(numeric), "features_categorical": ",".join(categorical)},
+        name=config.name,
+        pipeline=pipeline,
+        task=config.task,
+        numeric=numeric,
+        categorical=categorical,
+        example=train_rows.head(5),
+        run_name=f"train@{as_of:%Y-%m-%dT%H:%M}",
+        params={
+            **config.model.params,
+            "estimator": config.model.estimator,
+            "training_window": format_duration(config.training.window),
+            "holdout": format_duration(config.evaluation.holdout),
+            "label_delay": format_duration(config.monitoring.label_delay),
+            "features_numeric": ",".join(numeric),
+            "features_categorical": ",".join(categorical),
+        },
         metrics=metrics,
-        run_tags={**tags, "modelloop.project": config.name, **({"mlflow.source.git.commit": sha} if sha else {})},
-        version_tags={**tags, STATUS_TAG: "candidate",
-                      **({"modelloop.quality.flagged": ",".join(flagged)[:4900]} if flagged else {})},
-        json_artifacts={"contract.json": contract.to_dict(), "profile.json": profile,
-                        "data_quality.json": quality, "windows.json": windows.to_dict()},
+        run_tags={
+            **tags,
+            "modelloop.project": config.name,
+            **({"mlflow.source.git.commit": sha} if sha else {}),
+        },
+        version_tags={
+            **tags,
+            STATUS_TAG: "candidate",
+            **({"modelloop.quality.flagged": ",".join(flagged)[:4900]} if flagged else {}),
+        },
+        json_artifacts={
+            "contract.json": contract.to_dict(),
+            "profile.json": profile,
+            "data_quality.json": quality,
+            "windows.json": windows.to_dict(),
+        },
     )
     version = registry.register(record)
     registry.set_alias(config.name, "challenger", version.version)
-    return TrainingResult(version=version, windows=windows, metric=config.evaluation.metric,
-                          score=holdout_score,
-                          rows={"train": len(train_rows), "holdout": len(holdout_rows)},
-                          quality=quality, contract=contract)
+    return TrainingResult(
+        version=version,
+        windows=windows,
+        metric=config.evaluation.metric,
+        score=holdout_score,
+        rows={"train": len(train_rows), "holdout": len(holdout_rows)},
+        quality=quality,
+        contract=contract,
+    )
