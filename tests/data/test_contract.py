@@ -87,6 +87,21 @@ def test_training_data_problems_name_rows_by_their_id(contract: Contract,
     assert problems == [] and checked.index.tolist() == list(range(100, 110))
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: when pandera cannot coerce a column at all (a list in a numeric cell, naive and "
+    "aware times mixed), contract._problems counts pandera's failure cases as rows and quotes "
+    "its dtype names: \"2 row(s) (rows [], e.g. nan, 'object')\""))
+def test_a_column_that_cannot_be_coerced_at_all_is_described_plainly(
+        contract: Contract, flights: pd.DataFrame) -> None:
+    frame = flights.head(1).astype({"hour": object})
+    frame.at[0, "hour"] = [1, 2]
+    _, problems = contract.check(frame, serving=True)
+    described = by_column(problems)["hour"].describe()
+    assert "rows []" not in described
+    assert "'object'" not in described
+    assert "2 row(s)" not in described  # there is one row
+
+
 def test_numbers_sent_as_text_are_coerced_not_rejected(contract: Contract,
                                                        flights: pd.DataFrame) -> None:
     frame = flights.head(3).astype({"hour": object})

@@ -119,7 +119,6 @@ def test_rows_are_logged_with_their_id_time_and_prediction(
     request_id = new_id()
     rows = [{**row, "flight_id": f"req-{request_id[:6]}-{i}",
              "sched_dep": f"2024-03-0{i + 1}T08:30:00"} for i, row in enumerate(ROWS)]
-    rows[2]["sched_dep"] = "2024-03-03T08:30:00+02:00"  # aware times are logged in UTC
     response = invoke(client, {"dataframe_records": rows}, request_id=request_id)
     assert response.status_code == 200, response.text
 
@@ -131,12 +130,24 @@ def test_rows_are_logged_with_their_id_time_and_prediction(
     assert log["flight_id"].tolist() == [row["flight_id"] for row in rows]
     assert log["sched_dep"].tolist() == [pd.Timestamp("2024-03-01 08:30"),
                                          pd.Timestamp("2024-03-02 08:30"),
-                                         pd.Timestamp("2024-03-03 06:30")]
+                                         pd.Timestamp("2024-03-03 08:30")]
     assert log["_prediction"].tolist() == pytest.approx(response.json()["predictions"])
     assert log["_model_version"].tolist() == [1, 1, 1]
     assert log["carrier"].tolist() == ["DL", "B6", "ZZ"]
     assert log["temp"].isna().tolist() == [False, True, False]
     assert log["_served_at"].notna().all()
+
+
+def test_times_with_an_offset_are_logged_in_utc(client: httpx.Client,
+                                                served_project: Project) -> None:
+    request_id = new_id()
+    rows = [{**ROWS[0], "sched_dep": "2024-03-03T08:30:00+02:00"},
+            {**ROWS[1], "sched_dep": "2024-03-03T08:30:00-05:00"}]
+    response = invoke(client, {"dataframe_records": rows}, request_id=request_id)
+    assert response.status_code == 200, response.text
+    log = logged(served_project, request_id)
+    assert sorted(log["sched_dep"]) == [pd.Timestamp("2024-03-03 06:30"),
+                                        pd.Timestamp("2024-03-03 13:30")]
 
 
 def test_rows_without_id_or_time_are_logged_under_the_request(

@@ -184,7 +184,8 @@ def render_table(console: Console, project: Project, history: list[Week]) -> Non
         n_features = len(project.config.data.features.all)
         drift = f"{len(w.drifted)}/{n_features}"
         if any(b.startswith("drift") for b in w.breaches):
-            drift = f"[red]ALERT {drift}[/]: " + ", ".join(w.drifted[:2]) + ("…" if len(w.drifted) > 2 else "")
+            more = "…" if len(w.drifted) > 2 else ""
+            drift = f"[red]ALERT {drift}[/]: " + ", ".join(w.drifted[:2]) + more
         value = "—" if w.metric is None else f"{w.metric:.3f}"
         if any(b.startswith("performance") for b in w.breaches):
             value = f"[red]{value}[/]"
