@@ -354,8 +354,9 @@ def status(
 
 def main() -> None:
     import logging
+    import os
 
     # MLflow and alembic narrate their migrations at INFO; the CLI tells the user what matters.
-    for noisy in ("mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     app()

@@ -26,8 +26,8 @@ class ModelloopPyfunc(PythonModel):
         self.categorical: list[str] = list(config["categorical"])
         self.pipeline = joblib.load(context.artifacts["pipeline"])
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        # No type hints here: MLflow reads them as a schema and would fight the signature.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
+        # A DataFrame hint tells MLflow to validate against the logged signature, not the hint.
         frame = pd.DataFrame(model_input)
         frame = frame[self.numeric + self.categorical].copy()
         for column in self.numeric:
