@@ -39,10 +39,8 @@ RAW_CONFIG: dict[str, Any] = {
         "id": "flight_id",
         "features": {"numeric": ["hour", "distance", "temp"], "categorical": ["carrier"]},
     },
-    "model": {
-        "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-        "params": {"max_iter": 40, "random_state": 0},
-    },
+    # Fast and deterministic; the estimator tests cover HistGradientBoosting and others.
+    "model": {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"C": 1.0}},
     "training": {"window": "30d"},
     "evaluation": {"metric": "roc_auc", "holdout": "10d"},
     "gate": {"floor": 0.6, "tolerance": 0.0},
@@ -115,12 +113,16 @@ def config(raw_config: dict[str, Any]) -> ProjectConfig:
 
 @pytest.fixture
 def write_source(tmp_path: Path) -> Callable[..., FileSource]:
-    """`write_source(frame, name="flights.parquet")`: the frame as a Parquet file, as a source."""
+    """`write_source(frame, name="flights.parquet")`: the frame as a Parquet (or, when the name
+    ends in .csv, a CSV) file in tmp_path, as a FileSource."""
 
     def write(frame: pd.DataFrame, name: str = "flights.parquet") -> FileSource:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(path, index=False)
+        if name.endswith(".csv"):
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
         return FileSource(name, tmp_path, "sched_dep")
 
     return write

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelloop.errors import ConfigError
 from modelloop.timeutil import parse_duration
@@ -80,10 +88,15 @@ class EvaluationConfig(_Section):
     direction: Literal["maximize", "minimize"] | None = None
     holdout: Duration = timedelta(days=14)
 
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in METRICS:
+            raise ValueError(f"{metric!r} is not one of {', '.join(sorted(METRICS))}")
+        return metric
+
     @model_validator(mode="after")
-    def _known_metric(self) -> EvaluationConfig:
-        if self.metric not in METRICS:
-            raise ValueError(f"metric {self.metric!r} is not one of {sorted(METRICS)}")
+    def _default_direction(self) -> EvaluationConfig:
         if self.direction is None:
             self.direction = METRICS[self.metric][1]  # type: ignore[assignment]
         return self
@@ -131,14 +144,18 @@ class ProjectConfig(_Section):
         metric_task = METRICS[self.evaluation.metric][0]
         if metric_task != self.task:
             raise ValueError(
-                f"evaluation.metric {self.evaluation.metric!r} is a {metric_task} metric, "
-                f"but task is {self.task!r}"
+                f"{_FIELD_MARK}evaluation.metric: {self.evaluation.metric!r} is a {metric_task} "
+                f"metric, but task is {self.task!r}"
             )
         return self
 
     @property
     def maximize(self) -> bool:
         return self.evaluation.direction == "maximize"
+
+
+#: A cross-field check names its own field: its message starts with this mark and the field.
+_FIELD_MARK = "@field "
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -171,7 +188,13 @@ def parse_config(raw: Any, source: str = "modelloop.yaml") -> ProjectConfig:
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {_field_path(e['loc'])}: {_describe(e)}" for e in exc.errors()]
+        lines = []
+        for error in exc.errors():
+            text = _describe(error)
+            if text.startswith(_FIELD_MARK):
+                lines.append(f"  {text.removeprefix(_FIELD_MARK)}")
+            else:
+                lines.append(f"  {_field_path(error['loc'])}: {text}")
         raise ConfigError(f"{source} is not a valid project file:\n" + "\n".join(lines)) from None
 
 

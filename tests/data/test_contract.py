@@ -62,9 +62,6 @@ def test_text_in_a_numeric_column_names_the_column_and_the_row(
     assert len(problems) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: contract._problems keeps both pandera failure cases (coerce_dtype and dtype) of one "
-    "bad value, so describe() says \"e.g. 'abc', 'abc'\""))
 def test_a_bad_value_is_shown_once(contract: Contract, flights: pd.DataFrame) -> None:
     frame = flights.head(8).astype({"distance": object})
     frame.loc[5, "distance"] = "abc"
@@ -87,10 +84,6 @@ def test_training_data_problems_name_rows_by_their_id(contract: Contract,
     assert problems == [] and checked.index.tolist() == list(range(100, 110))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: when pandera cannot coerce a column at all (a list in a numeric cell, naive and "
-    "aware times mixed), contract._problems counts pandera's failure cases as rows and quotes "
-    "its dtype names: \"2 row(s) (rows [], e.g. nan, 'object')\""))
 def test_a_column_that_cannot_be_coerced_at_all_is_described_plainly(
         contract: Contract, flights: pd.DataFrame) -> None:
     frame = flights.head(1).astype({"hour": object})

@@ -3,6 +3,7 @@ DataError that names the file and the column."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import uuid
@@ -63,8 +64,9 @@ def test_new_rows_in_a_file_are_seen_on_the_next_load(tmp_path: Path) -> None:
     rows(5).to_parquet(tmp_path / "flights.parquet", index=False)
     source = FileSource("flights.parquet", tmp_path, "sched_dep")
     assert len(source.load(None, None)) == 5
-    (tmp_path / "flights.parquet").unlink()
+    first = (tmp_path / "flights.parquet").stat().st_mtime
     rows(8).to_parquet(tmp_path / "flights.parquet", index=False)
+    os.utime(tmp_path / "flights.parquet", (first + 60, first + 60))  # written a minute later
     assert len(source.load(None, None)) == 8
 
 
@@ -121,10 +123,6 @@ def test_a_file_of_another_kind_is_refused_by_name(tmp_path: Path) -> None:
     assert "flights.xlsx" in message and "neither Parquet nor CSV" in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: sources._parse_timestamps calls pd.to_datetime without utc=True; timestamps with "
-    "different UTC offsets raise a bare ValueError ('Mixed timezones detected') instead of "
-    "being converted to UTC"))
 def test_times_with_different_utc_offsets_are_converted_to_utc(tmp_path: Path) -> None:
     pd.DataFrame({"sched_dep": ["2024-01-01T00:00:00+01:00", "2024-01-01T05:00:00-05:00"]}
                  ).to_csv(tmp_path / "f.csv", index=False)
@@ -133,9 +131,6 @@ def test_times_with_different_utc_offsets_are_converted_to_utc(tmp_path: Path) -
                                             pd.Timestamp("2024-01-01 10:00")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: sources._parse_timestamps infers one format from the first value; a CSV mixing "
-    "'2024-01-01' and '2024-01-01 12:30:00' is rejected as 'not timestamps'"))
 def test_dates_and_date_times_can_share_a_column(tmp_path: Path) -> None:
     pd.DataFrame({"sched_dep": ["2024-01-01", "2024-01-01 12:30:00"]}).to_csv(
         tmp_path / "f.csv", index=False)
@@ -223,9 +218,6 @@ def test_open_source_tells_paths_from_functions(tmp_path: Path, spec: str, kind:
     assert isinstance(open_source(spec, tmp_path, "sched_dep"), kind)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: open_source treats 'package.module:function' as a file path, because "
-    "Path('my_project.data:load_flights').suffix is '.data:load_flights' (not empty)"))
 def test_a_dotted_module_path_names_a_function(tmp_path: Path) -> None:
     # The project file's own comment advertises "package.module:function".
     source = open_source("my_project.data:load_flights", tmp_path, "sched_dep")

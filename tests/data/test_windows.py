@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from modelloop.data import fingerprint, split_by_time, training_windows
+from modelloop.data import TrainingWindows, fingerprint, split_by_time, training_windows
 
 AS_OF = datetime(2024, 3, 1)
 DAY = timedelta(days=1)
 
 
 def windows(label_delay: timedelta = DAY, window: timedelta = 30 * DAY,
-            holdout: timedelta = 10 * DAY):  # type: ignore[no-untyped-def]
+            holdout: timedelta = 10 * DAY) -> TrainingWindows:
     return training_windows(AS_OF, label_delay=label_delay, window=window, holdout=holdout)
 
 

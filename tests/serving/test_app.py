@@ -20,7 +20,7 @@ from modelloop.project import Project
 from modelloop.serving import create_app
 
 FEATURES = ["hour", "distance", "temp", "carrier"]
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"hour": 6, "distance": 300, "temp": 2.5, "carrier": "DL"},
     {"hour": 21, "distance": 2800, "temp": None, "carrier": "B6"},
     {"hour": 14, "distance": 1200, "temp": 10.0, "carrier": "ZZ"},  # a carrier never seen
@@ -229,10 +229,6 @@ def test_every_broken_column_is_named_in_one_answer(client: httpx.Client) -> Non
         assert column in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a dataframe_split with a repeated column name passes codecs._split and the contract, "
-    "then registry.base.feature_frame fails on frame[name] being a DataFrame: a 500 without "
-    "X-Request-Id"))
 def test_a_repeated_column_is_a_400_not_a_500(server: BackgroundServer) -> None:
     payload = {"dataframe_split": {"columns": ["hour", "hour", "distance", "temp", "carrier"],
                                    "data": [[5, 5, 300, 2.0, "UA"]]}}

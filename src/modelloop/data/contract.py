@@ -47,6 +47,8 @@ class Problem:
             "null": "has nulls, which the contract does not allow",
             "bad_value": "has values outside those allowed",
         }[self.problem]
+        if not self.rows:
+            return f"column {self.column!r} {what}: the column as a whole could not be read as its type"
         examples = ", ".join(repr(v) for v in self.examples[:3])
         shown = f" ({self.row_name} {self.rows[:5]}" + (f", e.g. {examples})" if examples else ")")
         return f"column {self.column!r} {what}: {self.count} row(s){shown}"
@@ -159,7 +161,13 @@ class Contract:
 
         schema = self.pandera_schema(serving=serving)
         id_column = next((r.name for r in self.columns if r.role == "id"), None)
-        by_id = name_rows_by_id and id_column is not None and id_column in frame
+        by_id = (
+            name_rows_by_id
+            and id_column is not None
+            and id_column in frame
+            and frame[id_column].notna().all()
+            and frame[id_column].is_unique
+        )
         checked = frame.set_axis(pd.Index(frame[id_column].to_numpy())) if by_id else frame
         try:
             validated = schema.validate(checked, lazy=True)
@@ -207,13 +215,20 @@ def _problems(cases: pd.DataFrame) -> list[Problem]:
             (cases["column"] == key[0])
             & cases["check"].astype(str).map(lambda c, k=key[1]: _kind(c) == k)
         ]
-        rows = [r for r in same["index"].tolist() if r is not None]
-        examples = [] if key[1] == "null" else same["failure_case"].tolist()
+        # Row-level failures carry an index; a column-level one (pandera could not convert the
+        # column at all) has none and its "failure case" is a dtype name, not a user's value.
+        row_level = same[same["index"].notna()]
+        rows = row_level["index"].tolist()
+        if key[1] == "null" or row_level.empty:
+            examples: list[Any] = []
+        else:
+            firsts = row_level.drop_duplicates("index")
+            examples = list(dict.fromkeys(_jsonable(v) for v in firsts["failure_case"].tolist()))
         problems.append(
             Problem(
                 key[0],
                 key[1],
-                count=len(set(rows)) or len(same),
+                count=len(set(rows)) if rows else 0,
                 rows=_sorted_rows(rows)[:20],
                 examples=examples[:5],
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import importlib
+import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -38,7 +39,9 @@ def _parse_timestamps(frame: pd.DataFrame, column: str, origin: str) -> pd.DataF
             f"(columns: {', '.join(map(str, frame.columns[:20]))})"
         )
     if not pd.api.types.is_datetime64_any_dtype(frame[column]):
-        parsed = pd.to_datetime(frame[column], errors="coerce")
+        # utc=True: times with different offsets are one instant scale; format="mixed": a CSV
+        # may write midnight as a bare date and other times with hours.
+        parsed = pd.to_datetime(frame[column], errors="coerce", utc=True, format="mixed")
         bad = parsed.isna() & frame[column].notna()
         if bad.any():
             rows = list(frame.index[bad][:5])
@@ -157,11 +160,11 @@ class FunctionSource:
         return pd.Timestamp(frame[self.timestamp].max()).to_pydatetime()
 
 
+_FUNCTION_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
 def open_source(spec: str, base_dir: Path, timestamp: str) -> DataSource:
     """A `module:function` spec names a function; anything else is a path or glob."""
-    looks_like_function = (
-        ":" in spec and not Path(spec).suffix and "/" not in spec and "\\" not in spec
-    )
-    if looks_like_function:
+    if _FUNCTION_SPEC.match(spec) and not (base_dir / spec).exists():
         return FunctionSource(spec, base_dir, timestamp)
     return FileSource(spec, base_dir, timestamp)

@@ -6,6 +6,7 @@ column or the problem, never a 500; rows are logged durably before the answer le
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelloop.errors import BadRequest, DataError
 from modelloop.project import LoadedModel, Project, new_request_id
 from modelloop.serving.codecs import parse_invocation, parse_labels
+
+logger = logging.getLogger("modelloop.serving")
 
 
 def create_app(project: Project, model: LoadedModel | None = None) -> FastAPI:
@@ -30,7 +33,12 @@ def create_app(project: Project, model: LoadedModel | None = None) -> FastAPI:
     async def identify(request: Request, call_next: Any) -> Response:
         request_id = request.headers.get("x-request-id") or new_request_id()
         request.state.request_id = request_id
-        response: Response = await call_next(request)
+        try:
+            response: Response = await call_next(request)
+        except Exception:  # a bug of ours: still answer in JSON, with the ids, and log it
+            logger.exception("request %s failed", request_id)
+            response = JSONResponse({"error_code": "INTERNAL_ERROR", "message": "internal server error; "
+                                     f"see the server log for request {request_id}"}, status_code=500)
         response.headers["X-Model-Version"] = str(served.version)
         response.headers["X-Request-Id"] = request_id
         return response

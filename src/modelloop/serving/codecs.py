@@ -41,6 +41,11 @@ def _split(payload: Any) -> pd.DataFrame:
         raise BadRequest(
             'dataframe_split: "columns" and "data" must be lists', problem="bad_format"
         )
+    names = [str(c) for c in columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise BadRequest(f"dataframe_split: column {repeated[0]!r} appears more than once",
+                         column=repeated[0], problem="duplicate_column")
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
             raise BadRequest(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -359,11 +360,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _create_tables(engine: Engine) -> None:
-    try:
-        _metadata.create_all(engine, checkfirst=True)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-        # Another process created them between our check and our CREATE: check again.
-        _metadata.create_all(engine, checkfirst=True)
+    # Another process may create a table between our check and our CREATE: check again, a few
+    # times, as each retry can lose a race on a different table.
+    for attempt in range(8):
+        try:
+            _metadata.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            if attempt == 7:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _row(row: Mapping[Any, Any]) -> dict[str, Any]:

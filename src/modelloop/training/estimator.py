@@ -46,7 +46,9 @@ def build_pipeline(
     native = "categorical_features" in inspect.signature(cls).parameters
     try:
         estimator = cls(**params)
-    except TypeError as exc:
+        if hasattr(estimator, "_validate_params"):
+            estimator._validate_params()  # scikit-learn checks values only at fit time otherwise
+    except (TypeError, ValueError) as exc:
         raise ConfigError(
             f"model.params: {class_path} does not accept these parameters: {exc}"
         ) from None
