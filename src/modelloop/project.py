@@ -56,7 +56,8 @@ class LoadedModel:
                 problem=first.problem,
             )
         data = self.config.data
-        features = feature_frame(validated, data.features.numeric, data.features.categorical)
+        contract = self.contract
+        features = feature_frame(validated, contract.names("numeric"), contract.names("categorical"))
         predictions = np.asarray(self.predictor.predict(features), dtype="float64").ravel()
         served_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("us")
         log = features.copy()
@@ -121,6 +122,16 @@ class Project:
         raw = self.db.get_state("contract")
         return Contract.from_dict(raw) if raw else None
 
+    def _contract_fits(self, contract: Contract) -> bool:
+        data = self.config.data
+        return (
+            contract.names("numeric") == data.features.numeric
+            and contract.names("categorical") == data.features.categorical
+            and contract.names("id") == [data.id]
+            and contract.names("timestamp") == [data.timestamp]
+            and contract.names("target") == [data.target]
+        )
+
     def champion(self) -> ModelVersion | None:
         return self.registry.alias(self.name, "champion")
 
@@ -151,6 +162,8 @@ class Project:
         run_id = self.db.start_run("train", as_of=as_of, trigger=trigger)
         try:
             contract = self.contract()
+            if contract is not None and not self._contract_fits(contract):
+                contract = None  # the project file's features changed: infer a contract anew
             result = train(
                 self.config,
                 source=self.source,
@@ -169,7 +182,7 @@ class Project:
         except Exception as exc:
             self.db.finish_run(run_id, status="failed", detail={"error": repr(exc)})
             raise
-        if contract is None and result.contract is not None:
+        if result.contract is not None and result.contract != self.contract():
             self.db.set_state("contract", result.contract.to_dict())
         if trigger == "manual":
             self.db.record_trigger("manual", as_of=as_of, detail={}, fired=True)
@@ -283,6 +296,20 @@ class Project:
         return LoadedModel(self.name, champion.version, predictor, contract, self.config, self.logs)
 
     def ingest_labels(self, frame: pd.DataFrame) -> int:
+        """Store ground truth; a target the metric cannot use is refused, naming the rows."""
+        target = self.config.data.target
+        if target in frame and len(frame):
+            values = frame[target]
+            if self.config.task == "classification":
+                bad = values.notna() & ~values.isin([0, 1, True, False])
+                expected = "0 or 1"
+            else:
+                bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+                expected = "a number"
+            if bad.any():
+                rows = [int(i) for i in frame.index[bad][:5]]
+                raise DataError(f"column {target!r} must be {expected}: {int(bad.sum())} row(s) are not "
+                                f"(rows {rows}, e.g. {values[bad].iloc[0]!r})")
         return self.logs.append_labels(frame)
 
     def ingest_labels_file(self, path: Path) -> int:

@@ -298,3 +298,11 @@ def test_data_breaking_the_contract_fails_and_registers_nothing(tmp_path: Path) 
         (tmp_path / ".modelloop" / "reports" / "synthetic-loop").glob("validation-*.json")
     )
     assert reports and "x2" in reports[0].read_text()
+
+
+def test_labels_that_are_not_zero_or_one_are_refused(story: dict[str, Any]) -> None:
+    answer = httpx.post(f"{story['server'].url}/labels", json=[{"row_id": "r000001", "label": "late"}])
+    assert answer.status_code == 400
+    assert "'label'" in answer.json()["message"] and "0 or 1" in answer.json()["message"]
+    missing = httpx.post(f"{story['server'].url}/labels", json=[{"label": 1}])
+    assert missing.status_code == 400 and "row_id" in missing.json()["message"]

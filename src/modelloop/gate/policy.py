@@ -81,6 +81,14 @@ def _window_end(version: ModelVersion, key: str) -> pd.Timestamp | None:
     return pd.Timestamp(value) if value else None
 
 
+def predict(registry: Registry, name: str, version: int, rows: pd.DataFrame) -> Any:
+    """Score `rows` with `version`, on that version's own features (from its stored contract):
+    a champion trained before the feature list changed still gets what it was trained on."""
+    contract = Contract.from_dict(registry.read_json(name, version, "contract.json"))
+    features = feature_frame(rows, contract.names("numeric"), contract.names("categorical"))
+    return registry.load_predictor(name, version).predict(features)
+
+
 def promote(registry: Registry, name: str, version: int) -> int | None:
     """Move `champion` to `version`, keep the old one as `previous`; returns the old champion."""
     old = registry.alias(name, "champion")
@@ -128,17 +136,10 @@ def run_gate(
     cand_score = champ_score = None
     if not problems and len(rows):
         truth = rows[data.target]
-        features = feature_frame(rows, data.features.numeric, data.features.categorical)
-        cand_score = score(
-            config.evaluation.metric,
-            truth,
-            registry.load_predictor(name, version).predict(features),
-        )
+        cand_score = score(config.evaluation.metric, truth, predict(registry, name, version, rows))
         if champion is not None:
             champ_score = score(
-                config.evaluation.metric,
-                truth,
-                registry.load_predictor(name, champion.version).predict(features),
+                config.evaluation.metric, truth, predict(registry, name, champion.version, rows)
             )
     passed, reasons = decide(
         cand_score,

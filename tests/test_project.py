@@ -1,0 +1,63 @@
+"""Project: the facade's own decisions (contract lifetime, label checks, monitoring triggers)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from modelloop.config import parse_config
+from modelloop.errors import DataError, ModelloopError
+from modelloop.project import Project
+
+
+def test_the_contract_is_inferred_once_and_kept(
+    make_project: Callable[..., Project], as_of: datetime
+) -> None:
+    project = make_project()
+    project.train(as_of=as_of)
+    first = project.contract()
+    assert first is not None
+    project.train(as_of=as_of)
+    assert project.contract() == first
+
+
+def test_a_changed_feature_list_gets_a_new_contract(
+    make_project: Callable[..., Project], raw_config: dict[str, Any], as_of: datetime
+) -> None:
+    project = make_project()
+    project.train(as_of=as_of)
+    numeric = project.config.data.features.numeric
+    changed = copy.deepcopy(raw_config)
+    changed["data"]["features"]["numeric"] = numeric[:-1]
+    project.config = parse_config(changed, "modelloop.yaml")
+    result, _ = project.train(as_of=as_of)
+    contract = project.contract()
+    assert contract is not None and contract.names("numeric") == numeric[:-1]
+    assert (
+        project.registry.read_json(project.name, result.version.version, "contract.json")
+        == contract.to_dict()
+    )
+
+
+def test_labels_must_be_usable_by_the_metric(make_project: Callable[..., Project]) -> None:
+    project = make_project()
+    with pytest.raises(DataError, match=r"'delayed' must be 0 or 1: 1 row\(s\)"):
+        project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, "yes"]}))
+    assert project.logs.read_labels().empty
+    assert project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, 0]})) == 2
+
+
+def test_monitoring_an_empty_log_says_what_to_do(make_project: Callable[..., Project]) -> None:
+    project = make_project()
+    with pytest.raises(ModelloopError, match="prediction log is empty"):
+        project.monitor()
+
+
+def test_serving_without_a_champion_says_what_to_do(make_project: Callable[..., Project]) -> None:
+    with pytest.raises(ModelloopError, match="no champion yet"):
+        make_project().load_champion()
