@@ -13,31 +13,9 @@ import pandas as pd
 
 from modelloop.errors import ModelloopError
 
-NUMERIC = [
-    "hour",
-    "distance",
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-]
+WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+NUMERIC = ["hour", "distance", *WEATHER]
 CATEGORICAL = ["carrier", "origin", "dest"]
-WEATHER = [
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-]
 
 
 def load_flights() -> pd.DataFrame:

@@ -81,6 +81,12 @@ def _window_end(version: ModelVersion, key: str) -> pd.Timestamp | None:
     return pd.Timestamp(value) if value else None
 
 
+def _decision_time(candidate: ModelVersion, holdout_end: pd.Timestamp) -> datetime:
+    """The data time the decision belongs to: the candidate's as-of time when it was trained."""
+    tagged = candidate.tags.get("modelloop.as_of")
+    return (pd.Timestamp(tagged) if tagged else holdout_end).to_pydatetime()
+
+
 def predict(registry: Registry, name: str, version: int, rows: pd.DataFrame) -> Any:
     """Score `rows` with `version`, on that version's own features (from its stored contract):
     a champion trained before the feature list changed still gets what it was trained on."""
@@ -168,7 +174,7 @@ def run_gate(
         champion=champion.version if champion else None,
         champion_score=champ_score,
         holdout=holdout,
-        as_of=end.to_pydatetime(),
+        as_of=_decision_time(candidate, end),
     )
     if passed:
         promote(registry, name, version)
