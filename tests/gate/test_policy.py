@@ -174,8 +174,8 @@ def test_the_decision_is_recorded_with_its_reasons_and_scores(
     assert recorded["metrics"]["metric"] == "roc_auc"
     assert recorded["metrics"]["candidate"] == pytest.approx(decision.candidate_score)
     assert recorded["metrics"]["holdout"]["rows"] == decision.holdout["rows"] > 300
-    assert recorded["as_of"] == "2024-02-29T00:00:00"  # the holdout's end: data time
-    assert json.loads(json.dumps(decision.to_dict()))["as_of"] == "2024-02-29T00:00:00"
+    assert recorded["as_of"] == as_of.isoformat()  # the candidate's as-of: data time, not wall clock
+    assert json.loads(json.dumps(decision.to_dict()))["as_of"] == as_of.isoformat()
 
 
 def test_a_candidate_below_the_floor_is_rejected_even_without_a_champion(
