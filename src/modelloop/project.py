@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from modelloop.config import ProjectConfig, load_config
-from modelloop.data import Contract, DataSource, open_source
+from modelloop.data import Contract, DataSource, open_source, summarize
 from modelloop.errors import BadRequest, DataError, ModelloopError
 from modelloop.gate import GateDecision, run_gate
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
@@ -51,7 +51,7 @@ class LoadedModel:
         if problems:
             first = problems[0]
             raise BadRequest(
-                "; ".join(p.describe() for p in problems),
+                "; ".join(summarize(problems)),
                 column=first.column,
                 problem=first.problem,
             )

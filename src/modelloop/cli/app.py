@@ -286,7 +286,7 @@ def monitor(
     )
     if result.drift and result.drift.features:
         table = Table(
-            "feature", "PSI", "drifted", title="drift against the serving versions' reference"
+            "feature", "PSI", "drifted", title="drift: PSI against each serving version's reference"
         )
         for f in result.drift.features:
             table.add_row(f.feature, f"{f.psi:.3f}", "[red]yes[/]" if f.drifted else "no")

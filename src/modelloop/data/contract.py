@@ -252,5 +252,16 @@ def _kind(check: str) -> str:
     return "bad_value"
 
 
+def summarize(problems: list[Problem]) -> list[str]:
+    """One line per problem, with every missing column named on a single line."""
+    missing = [p.column for p in problems if p.problem == "missing_column"]
+    lines = []
+    if len(missing) == 1:
+        lines.append(f"column {missing[0]!r} is missing")
+    elif missing:
+        lines.append(f"{len(missing)} columns are missing: {', '.join(map(repr, missing))}")
+    return lines + [p.describe() for p in problems if p.problem != "missing_column"]
+
+
 def contract_report(problems: list[Problem], *, origin: str) -> dict[str, Any]:
     return {"origin": origin, "problems": [p.to_dict() for p in problems]}

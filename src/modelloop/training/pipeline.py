@@ -17,6 +17,7 @@ from modelloop.data import (
     TrainingWindows,
     fingerprint,
     split_by_time,
+    summarize,
     training_windows,
 )
 from modelloop.errors import DataError
@@ -74,7 +75,7 @@ def load_labelled_window(
         raise DataError(
             f"the training data for ({windows.train_start:%Y-%m-%d %H:%M}, "
             f"{windows.labelled_until:%Y-%m-%d %H:%M}] breaks the data contract; nothing was registered:\n"
-            + "\n".join(f"  {p.describe()}" for p in problems),
+            + "\n".join(f"  {line}" for line in summarize(problems)),
             report={"window": windows.to_dict(), "problems": [p.to_dict() for p in problems]},
         )
     return validated
