@@ -61,3 +61,18 @@ def test_monitoring_an_empty_log_says_what_to_do(make_project: Callable[..., Pro
 def test_serving_without_a_champion_says_what_to_do(make_project: Callable[..., Project]) -> None:
     with pytest.raises(ModelloopError, match="no champion yet"):
         make_project().load_champion()
+
+
+def test_monitoring_counts_only_labels_that_had_arrived_by_as_of(
+    make_project: Callable[..., Project], flights: pd.DataFrame, as_of: datetime
+) -> None:
+    project = make_project()
+    project.train(as_of=as_of - pd.Timedelta(days=10))
+    recent = flights[flights["sched_dep"] > as_of - pd.Timedelta(days=7)]
+    project.load_champion().score(recent.drop(columns=["delayed"]), "req-1")
+    project.ingest_labels(recent[["flight_id", "delayed"]])  # every label, even those "from the future"
+
+    result = project.monitor(as_of=as_of, retrain=False).result
+    arrived = recent["sched_dep"] <= as_of - project.config.monitoring.label_delay
+    assert result.n_rows == len(recent)
+    assert result.n_labelled == int(arrived.sum()) < len(recent)

@@ -3,6 +3,7 @@ User mistakes print one clear message (no traceback) and exit non-zero."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -146,7 +147,7 @@ def train_cmd(
 
     proj = _open(project, home)
     when = _run(lambda: parse_as_of(as_of))
-    with console.status("training", spinner="dots") if not json_out else _null():
+    with console.status("training", spinner="dots") if not json_out else contextlib.nullcontext():
         result, decision = _run(lambda: proj.train(as_of=when, gate=not no_gate))
     if json_out:
         _dump(
@@ -187,14 +188,6 @@ def _print_decision(decision: dict[str, Any]) -> None:
     console.print(f"gate: version {decision['version']} [bold {colour}]{decision['outcome']}[/]")
     for reason in decision["reasons"]:
         console.print(f"  - {reason}", highlight=False)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 @app.command()
