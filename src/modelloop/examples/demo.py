@@ -188,7 +188,7 @@ def render_table(console: Console, project: Project, history: list[Week]) -> Non
             drift = f"[red]ALERT {drift}[/]: " + ", ".join(w.drifted[:2]) + more
         value = "—" if w.metric is None else f"{w.metric:.3f}"
         if any(b.startswith("performance") for b in w.breaches):
-            value = f"[red]{value}[/]"
+            value = f"[red]{value} ALERT[/]"
         table.add_row(
             str(w.number),
             f"{w.end - timedelta(days=1):%b %d}",
