@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from modelloop.config import ProjectConfig, load_config
-from modelloop.data import Contract, DataSource, open_source, summarize
+from modelloop.data import Contract, DataSource, feature_frame, open_source, summarize
 from modelloop.errors import BadRequest, DataError, ModelloopError
 from modelloop.gate import GateDecision, run_gate
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
-from modelloop.registry import ModelVersion, Predictor, Registry, feature_frame
+from modelloop.registry import ModelVersion, Predictor, Registry
 from modelloop.store import LogStore, MetadataDB
 from modelloop.timeutil import to_naive
 from modelloop.training import TrainingResult, train
@@ -182,7 +182,7 @@ class Project:
         except Exception as exc:
             self.db.finish_run(run_id, status="failed", detail={"error": repr(exc)})
             raise
-        if result.contract is not None and result.contract != self.contract():
+        if result.contract != self.contract():
             self.db.set_state("contract", result.contract.to_dict())
         if trigger == "manual":
             self.db.record_trigger("manual", as_of=as_of, detail={}, fired=True)

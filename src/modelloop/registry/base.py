@@ -16,7 +16,6 @@ import pandas as pd
 
 STATUS_TAG = "modelloop.status"
 TRIGGER_TAG = "modelloop.trigger"
-ALIASES = ("champion", "challenger", "previous")
 
 
 @dataclass(frozen=True)
@@ -68,17 +67,3 @@ class Registry(Protocol):
     def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None: ...
     def load_predictor(self, name: str, version: int) -> Predictor: ...
     def read_json(self, name: str, version: int, artifact: str) -> Any: ...
-
-
-def feature_frame(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
-    """Features only, numerics as float64 and categoricals as str/None: the model's input types."""
-    out = pd.DataFrame(index=frame.index)
-    for name in numeric:
-        out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    for name in categorical:
-        out[name] = pd.Series(
-            [v if isinstance(v, str) else (None if pd.isna(v) else str(v)) for v in frame[name]],
-            index=frame.index,
-            dtype=object,
-        )
-    return out

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelloop.data.frames import feature_frame
 from modelloop.errors import NotFound
-from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord, feature_frame
+from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord
 
 
 class _PipelinePredictor:

@@ -9,8 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from modelloop.data.frames import feature_frame
 from modelloop.errors import NotFound
-from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord, feature_frame
+from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord
 
 _MODEL_CODE = Path(__file__).resolve().parent.parent / "training" / "pyfunc_model.py"
 

@@ -49,9 +49,7 @@ def build_pipeline(
         if hasattr(estimator, "_validate_params"):
             estimator._validate_params()  # scikit-learn checks values only at fit time otherwise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"model.params: {class_path} does not accept these parameters: {exc}"
-        ) from None
+        raise ConfigError(f"model.params: {class_path} does not accept these parameters: {exc}") from None
     if task == "classification" and not hasattr(estimator, "predict_proba"):
         raise ConfigError(
             f"model.estimator: {class_path} has no predict_proba; a classification "

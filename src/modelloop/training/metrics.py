@@ -39,7 +39,3 @@ def score(metric: str, y_true: Any, y_score: Any) -> float | None:
     else:
         raise ValueError(f"unknown metric {metric!r}")
     return float(value)
-
-
-def better(a: float, b: float, *, maximize: bool) -> bool:
-    return a > b if maximize else a < b

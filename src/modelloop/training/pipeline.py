@@ -15,6 +15,8 @@ from modelloop.data import (
     Contract,
     DataSource,
     TrainingWindows,
+    contract_report,
+    feature_frame,
     fingerprint,
     split_by_time,
     summarize,
@@ -29,7 +31,6 @@ from modelloop.registry import (
     ModelVersion,
     Registry,
     TrainingRecord,
-    feature_frame,
 )
 from modelloop.timeutil import format_duration
 from modelloop.training.estimator import build_pipeline
@@ -45,8 +46,8 @@ class TrainingResult:
     metric: str
     score: float | None
     rows: dict[str, int]
+    contract: Contract
     quality: dict[str, Any] = field(default_factory=dict)
-    contract: Contract | None = None
 
 
 def git_sha(directory: Path) -> str | None:
@@ -76,7 +77,7 @@ def load_labelled_window(
             f"the training data for ({windows.train_start:%Y-%m-%d %H:%M}, "
             f"{windows.labelled_until:%Y-%m-%d %H:%M}] breaks the data contract; nothing was registered:\n"
             + "\n".join(f"  {line}" for line in summarize(problems)),
-            report={"window": windows.to_dict(), "problems": [p.to_dict() for p in problems]},
+            report={**contract_report(problems, origin=config.data.source), "window": windows.to_dict()},
         )
     return validated
 
@@ -114,14 +115,11 @@ def train(
         )
     if config.task == "classification" and train_rows[data.target].nunique() < 2:
         raise DataError(
-            f"column {data.target!r} has one class only in the training window; "
-            "a classifier needs both"
+            f"column {data.target!r} has one class only in the training window; a classifier needs both"
         )
     numeric, categorical = data.features.numeric, data.features.categorical
     x_train = feature_frame(train_rows, numeric, categorical)
-    pipeline = build_pipeline(
-        config.model.estimator, config.model.params, numeric, categorical, config.task
-    )
+    pipeline = build_pipeline(config.model.estimator, config.model.params, numeric, categorical, config.task)
     pipeline.fit(x_train, train_rows[data.target])
 
     holdout_score: float | None = None

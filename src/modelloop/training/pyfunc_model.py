@@ -34,10 +34,7 @@ class ModelloopPyfunc(PythonModel):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         for column in self.categorical:
             frame[column] = pd.Series(
-                [
-                    v if isinstance(v, str) else (np.nan if pd.isna(v) else str(v))
-                    for v in frame[column]
-                ],
+                [v if isinstance(v, str) else (np.nan if pd.isna(v) else str(v)) for v in frame[column]],
                 index=frame.index,
                 dtype=object,
             )
