@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from modelloop import ConfigError
-from modelloop.config import load_config, parse_config
+from modelloop.config import DataDuration, WallDuration, load_config, parse_config
+from modelloop.timeutil import Duration
 
 SOURCE = "projects/flights/modelloop.yaml"
 
@@ -53,8 +55,55 @@ def test_a_valid_file_loads_with_durations_and_defaults(
     assert config.monitoring.label_delay == timedelta(hours=12)
     assert config.monitoring.window == timedelta(days=3)  # a bare number is days
     assert config.retraining.cooldown == timedelta(days=7)  # default
+    assert isinstance(config.training.window, Duration)
     assert config.data.features.all == ["hour", "distance", "temp", "carrier"]
     assert config.evaluation.direction == "maximize" and config.maximize
+
+
+def test_data_time_settings_take_months_and_years(raw_config: dict[str, Any]) -> None:
+    raw_config["training"] = {"window": "5y"}
+    raw_config["evaluation"]["holdout"] = "6mo"
+    raw_config["monitoring"] = {"window": "1mo", "label_delay": "1d12h"}
+    raw_config["retraining"] = {"cooldown": "1y6mo"}
+    config = parse_config(raw_config, SOURCE)
+    assert config.training.window == Duration(months=60)
+    assert config.evaluation.holdout == Duration(months=6)
+    assert config.monitoring.window == Duration(months=1)
+    assert config.monitoring.label_delay == timedelta(hours=36)
+    assert config.retraining.cooldown == Duration(months=18)
+
+
+def test_durations_dump_as_the_text_a_user_would_write(raw_config: dict[str, Any]) -> None:
+    raw_config["training"] = {"window": "45d"}
+    raw_config["evaluation"]["holdout"] = "6mo"
+    raw_config["retraining"] = {"cooldown": "12mo"}
+    config = parse_config(raw_config, SOURCE)
+    dumped = config.model_dump(mode="json")
+    assert dumped["training"]["window"] == "45d"
+    assert dumped["evaluation"]["holdout"] == "6mo"
+    assert dumped["retraining"]["cooldown"] == "1y"
+    assert dumped["monitoring"]["label_delay"] == "1d"  # a default dumps the same way
+    assert parse_config(dumped, SOURCE) == config
+
+
+class _Clocks(BaseModel):
+    """A stand-in for a section with both kinds of setting."""
+
+    log_flush: WallDuration = timedelta(seconds=10)
+    window: DataDuration = Duration(months=1)
+
+
+def test_a_wall_clock_setting_is_a_timedelta_and_refuses_months() -> None:
+    clocks = _Clocks.model_validate({"log_flush": "500ms", "window": "2y"})
+    assert type(clocks.log_flush) is timedelta and clocks.log_flush == timedelta(milliseconds=500)
+    assert clocks.window == Duration(months=24)
+    assert clocks.model_dump(mode="json") == {"log_flush": "500ms", "window": "2y"}
+    assert _Clocks().model_dump(mode="json") == {"log_flush": "10s", "window": "1mo"}
+    with pytest.raises(ValidationError) as caught:
+        _Clocks.model_validate({"log_flush": "1mo"})
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("log_flush",)
+    assert "wall-clock" in error["msg"] and "ms, s, m, h, d" in error["msg"]
 
 
 @pytest.mark.parametrize(("task", "metric", "maximize"), [
@@ -95,6 +144,15 @@ MISTAKES: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("negative duration",
      lambda r: mistake(r, "retraining", cooldown="-3d"),
      ["retraining.cooldown", "'-3d'"]),
+    ("duration too long for any date",
+     lambda r: mistake(r, "training", window="1000000d"),
+     ["training.window", "'1000000d'", "at most 1000 years"]),
+    ("years beyond any date",
+     lambda r: mistake(r, "monitoring", label_delay="99999y"),
+     ["monitoring.label_delay", "'99999y'", "at most 1000 years"]),
+    ("ambiguous capital M",
+     lambda r: mistake(r, "evaluation", holdout="6M"),
+     ["evaluation.holdout", "'6M'", "'mo' for months"]),
     ("regression metric on a classification task",
      lambda r: mistake(r, "evaluation", metric="rmse"),
      ["evaluation.metric", "'rmse'", "regression", "classification"]),

@@ -9,18 +9,33 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from modelloop.errors import ConfigError
-from modelloop.timeutil import parse_duration
+from modelloop.timeutil import Duration, format_duration, parse_duration, parse_wall_duration
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# Durations dump as the text a user would write ('45d', '6mo'), in JSON and Python mode alike:
+# left to itself pydantic would dump a Duration as a dict of its dataclass fields.
+_DURATION_TEXT = PlainSerializer(format_duration, return_type=str)
+_DURATION_SCHEMA = WithJsonSchema({"type": "string", "examples": ["45d", "12h", "6mo", "1y"]})
+
+#: A setting measured on the data's time (the project's timestamp column): months and years allowed.
+DataDuration = Annotated[
+    Duration, PlainValidator(parse_duration), _DURATION_TEXT, _DURATION_SCHEMA
+]
+#: A setting measured on the server's clock: fixed units only, so it stays a plain timedelta.
+WallDuration = Annotated[
+    timedelta, PlainValidator(parse_wall_duration), _DURATION_TEXT, _DURATION_SCHEMA
+]
 
 #: metric name -> (task, direction). The direction is the one that means "better".
 METRICS: dict[str, tuple[str, str]] = {
@@ -80,13 +95,15 @@ class ModelConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    window: Duration = Field(default=timedelta(days=60), description="labelled history used to fit")
+    window: DataDuration = Field(
+        default=Duration(fixed=timedelta(days=60)), description="labelled history used to fit"
+    )
 
 
 class EvaluationConfig(_Section):
     metric: str = "roc_auc"
     direction: Literal["maximize", "minimize"] | None = None
-    holdout: Duration = timedelta(days=14)
+    holdout: DataDuration = Duration(fixed=timedelta(days=14))
 
     @field_validator("metric")
     @classmethod
@@ -110,8 +127,8 @@ class GateConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    window: Duration = timedelta(days=7)
-    label_delay: Duration = timedelta(days=1)
+    window: DataDuration = Duration(fixed=timedelta(days=7))
+    label_delay: DataDuration = Duration(fixed=timedelta(days=1))
     drift_threshold: float = Field(
         default=0.2, gt=0, description="PSI above which a feature drifts"
     )
@@ -123,9 +140,52 @@ class MonitoringConfig(_Section):
 
 
 class RetrainingConfig(_Section):
-    cooldown: Duration = timedelta(days=7)
+    cooldown: DataDuration = Duration(fixed=timedelta(days=7))
     on_drift: bool = True
     on_performance: bool = True
+
+
+class ServingConfig(_Section):
+    """How `modelloop serve` answers: batching, the prediction log, and the limits of a request.
+
+    Wall-clock settings (measured on the server's clock, not the data's): `log_flush`,
+    `body_timeout`, `max_clock_skew`.
+    """
+
+    max_batch: int = Field(default=256, ge=1, description="rows scored together at most")
+    max_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="how long a partial batch may wait for requests already being read",
+    )
+    log_flush: WallDuration = Field(
+        default=timedelta(seconds=10), description="how often the write-ahead log moves to Parquet"
+    )
+    max_body: ByteSize = Field(default=ByteSize(32_000_000), gt=0, description="largest body accepted (413)")
+    body_timeout: WallDuration = Field(
+        default=timedelta(seconds=30), description="a body still unfinished after this is refused (408)"
+    )
+    max_clock_skew: WallDuration = Field(
+        default=timedelta(days=1), description="how far past the server's clock a row's time may lie"
+    )
+    max_value_length: int = Field(
+        default=1024, ge=1, description="longest text accepted in a category or an id"
+    )
+
+    @field_validator("log_flush", "body_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
+class ScoringConfig(_Section):
+    """Where `modelloop score` with no arguments (and a scheduled score) reads and writes."""
+
+    input: str | None = Field(default=None, description="CSV or Parquet to score (relative to the project file)")
+    output: str | None = Field(default=None, description="where the scored rows go (CSV or Parquet)")
 
 
 class ProjectConfig(_Section):
@@ -138,6 +198,8 @@ class ProjectConfig(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ProjectConfig:

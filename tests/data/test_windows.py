@@ -8,18 +8,19 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from modelloop.data import TrainingWindows, fingerprint, split_by_time, training_windows
+from modelloop.timeutil import parse_duration
 
 AS_OF = datetime(2024, 3, 1)
-DAY = timedelta(days=1)
 
 
-def windows(label_delay: timedelta = DAY, window: timedelta = 30 * DAY,
-            holdout: timedelta = 10 * DAY) -> TrainingWindows:
-    return training_windows(AS_OF, label_delay=label_delay, window=window, holdout=holdout)
+def windows(label_delay: str = "1d", window: str = "30d", holdout: str = "10d",
+            as_of: datetime = AS_OF) -> TrainingWindows:
+    return training_windows(as_of, label_delay=parse_duration(label_delay),
+                            window=parse_duration(window), holdout=parse_duration(holdout))
 
 
 def test_labels_are_used_only_up_to_as_of_minus_the_label_delay() -> None:
-    w = windows(label_delay=2 * DAY)
+    w = windows(label_delay="2d")
     assert w.labelled_until == datetime(2024, 2, 28)
     assert w.holdout_end == w.labelled_until
 
@@ -30,6 +31,13 @@ def test_the_holdout_is_the_newest_labelled_rows_and_training_comes_before() -> 
     assert w.holdout_start == w.train_end
     assert w.train_start == datetime(2024, 1, 20)  # 30 days before the holdout
     assert w.train_start < w.train_end < w.holdout_end < w.as_of
+
+
+def test_months_and_years_step_back_on_the_calendar() -> None:
+    w = windows(label_delay="1d", holdout="1mo", window="1y", as_of=datetime(2024, 4, 1))
+    assert w.labelled_until == datetime(2024, 3, 31)
+    assert w.train_end == datetime(2024, 2, 29)  # a month before Mar 31, in a leap year
+    assert w.train_start == datetime(2023, 2, 28)  # a year before Feb 29
 
 
 def test_windows_serialise_as_iso_times() -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pandas as pd
+
+from modelloop.timeutil import Duration
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ class TrainingWindows:
 
 
 def training_windows(
-    as_of: datetime, *, label_delay: timedelta, window: timedelta, holdout: timedelta
+    as_of: datetime, *, label_delay: Duration, window: Duration, holdout: Duration
 ) -> TrainingWindows:
+    """The windows at `as_of`, stepped back on the calendar (so '6mo' before Aug 31 is Feb 28/29)."""
     labelled_until = as_of - label_delay
     train_end = labelled_until - holdout
     return TrainingWindows(
