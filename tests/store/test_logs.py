@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelloop.store import LogStore, MemoryLogStore, ParquetLogStore, check_log_store
-from modelloop.store import logs as logs_module
+from modelloop.store import parquet as parquet_module
 from modelloop.store.checks import predictions_frame
 
 COLUMNS = {"id_column": "flight_id", "timestamp_column": "sched_dep", "target_column": "delayed"}
@@ -121,7 +121,7 @@ def test_a_truncated_parquet_file_is_skipped_with_a_warning(
     # Copied in by hand, or written by a tool that does not rename atomically.
     partition = tmp_path / "predictions" / "flights" / "date=2013-03-02"
     (partition / "part-99999999T999999999999Z-copied.parquet").write_bytes(b"PAR1\x00\x01")
-    with caplog.at_level(logging.WARNING, logger="modelloop.store.logs"):
+    with caplog.at_level(logging.WARNING, logger="modelloop.store.parquet"):
         got = store.read_predictions()
     assert len(got) == len(frame)
     assert "part-99999999T999999999999Z-copied.parquet" in caplog.text
@@ -137,7 +137,7 @@ def test_a_crash_before_the_rename_leaves_no_visible_file(
     def crash(source: object, target: object) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr(logs_module.os, "replace", crash)
+    monkeypatch.setattr(parquet_module.os, "replace", crash)
     with pytest.raises(OSError, match="killed"):
         store.append_predictions(predictions_frame(store, [99], [DAY + timedelta(hours=1)]))
     monkeypatch.undo()
@@ -160,7 +160,7 @@ def test_appends_are_fsynced_before_they_return(
 
     if not Path("/proc/self/fd").exists():
         pytest.skip("needs /proc to name the synced descriptors")
-    monkeypatch.setattr(logs_module.os, "fsync", fsync)
+    monkeypatch.setattr(parquet_module.os, "fsync", fsync)
     store.append_predictions(predictions_frame(store, [7], [DAY + timedelta(hours=1)]))
     partition = str(tmp_path / "predictions" / "flights" / "date=2013-03-01")
     assert any(s.startswith(partition + "/.part-") for s in synced), synced  # the data
@@ -180,7 +180,7 @@ store.append_predictions(predictions_frame(store, [1, 2], [datetime(2013, 3, 1)]
 store.append_labels(__import__("pandas").DataFrame({{"flight_id": [1], "delayed": [1]}}))
 os.kill(os.getpid(), signal.SIGKILL)
 """
-    env = {**os.environ, "PYTHONPATH": str(Path(logs_module.__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(parquet_module.__file__).parents[2])}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()
     store = parquet_store(tmp_path)
@@ -194,13 +194,13 @@ def test_reading_a_week_opens_only_that_weeks_partitions(
     store = parquet_store(tmp_path)
     frame = write_days(store, 60)
     opened: list[str] = []
-    real_scan = logs_module._scan_parquet
+    real_scan = parquet_module._scan_parquet
 
     def scan(files, *args):  # type: ignore[no-untyped-def]
         opened.extend(Path(f).parent.name for f in files)
         return real_scan(files, *args)
 
-    monkeypatch.setattr(logs_module, "_scan_parquet", scan)
+    monkeypatch.setattr(parquet_module, "_scan_parquet", scan)
     start, end = DAY + timedelta(days=10), DAY + timedelta(days=17)
     got = store.read_predictions(start, end)
 
@@ -219,13 +219,13 @@ def test_latest_prediction_time_opens_only_the_newest_partition(
     store = parquet_store(tmp_path)
     frame = write_days(store, 30)
     opened: list[str] = []
-    real_scan = logs_module._scan_parquet
+    real_scan = parquet_module._scan_parquet
 
     def scan(files, *args):  # type: ignore[no-untyped-def]
         opened.extend(Path(f).parent.name for f in files)
         return real_scan(files, *args)
 
-    monkeypatch.setattr(logs_module, "_scan_parquet", scan)
+    monkeypatch.setattr(parquet_module, "_scan_parquet", scan)
     assert store.latest_prediction_time() == frame["sched_dep"].max()
     assert opened == ["date=2013-03-30"]
 

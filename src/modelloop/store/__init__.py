@@ -2,10 +2,12 @@
 
 from modelloop.store.checks import check_log_store
 from modelloop.store.db import MetadataDB
-from modelloop.store.logs import LogStore, MemoryLogStore, ParquetLogStore
+from modelloop.store.logs import LoggedRequest, LogStore, MemoryLogStore
+from modelloop.store.parquet import ParquetLogStore
 
 __all__ = [
     "LogStore",
+    "LoggedRequest",
     "MemoryLogStore",
     "MetadataDB",
     "ParquetLogStore",

@@ -1,7 +1,7 @@
 """The behaviour every LogStore adapter shares, asserted once (like scikit-learn's check_estimator).
 
 Run `check_log_store(make)` on a factory of fresh, empty stores; each check gets its own store
-and builds its frames from the store's own column names.
+(closed after it) and builds its frames from the store's own column names.
 """
 
 from __future__ import annotations
@@ -13,9 +13,19 @@ from typing import Any
 import pandas as pd
 
 from modelloop.errors import DataError
-from modelloop.store.logs import LOG_COLUMNS, MODEL_VERSION, PREDICTION, RECEIVED_AT, LogStore
+from modelloop.store.logs import (
+    LOG_COLUMNS,
+    MODEL_VERSION,
+    PREDICTION,
+    RECEIVED_AT,
+    REQUEST_ID,
+    SERVED_AT,
+    LoggedRequest,
+    LogStore,
+)
 
 _DAY = datetime(2013, 3, 1)
+_SERVED = datetime(2014, 4, 5, 6, 7, 8, 123456)
 
 
 def check_log_store(make: Callable[[], LogStore]) -> None:
@@ -26,6 +36,8 @@ def check_log_store(make: Callable[[], LogStore]) -> None:
             check(store)
         except AssertionError as exc:
             raise AssertionError(f"{check.__name__} ({type(store).__name__}): {exc}") from exc
+        finally:
+            store.close()
 
 
 def predictions_frame(
@@ -55,6 +67,28 @@ def predictions_frame(
     for name, values in (extra or {}).items():
         frame[name] = list(values)
     return frame
+
+
+def logged_request(
+    store: LogStore,
+    request_id: str,
+    ids: Sequence[Any],
+    stamps: Sequence[datetime],
+    *,
+    version: int = 1,
+    features: dict[str, Sequence[Any]] | None = None,
+    served_at: datetime = _SERVED,
+) -> LoggedRequest:
+    """A request as the server hands it to `append_requests` (features default to the demo's)."""
+    count = len(ids)
+    if features is None:
+        features = {
+            "distance": [100.0 + i if i % 4 != 3 else None for i in range(count)],
+            "carrier": [None if i % 3 == 2 else f"C{i % 2}" for i in range(count)],
+        }
+    columns = {**features, store.id_column: list(ids), store.timestamp_column: list(stamps)}
+    predictions = [round(0.1 + i / (count + 10), 6) for i in range(count)]
+    return LoggedRequest(request_id, version, served_at, columns, predictions)
 
 
 def _expect(condition: bool, message: str) -> None:
@@ -236,6 +270,116 @@ def _check_bad_predictions(store: LogStore) -> None:
     _expect(store.read_predictions().empty, "a rejected prediction frame stores nothing")
 
 
+def _check_append_requests(store: LogStore) -> None:
+    first = logged_request(store, "req-a", [10, 11], [_DAY + timedelta(hours=5), _DAY + timedelta(hours=30)])
+    second = logged_request(
+        store, "req-b", [12], [_DAY + timedelta(hours=1)], served_at=_SERVED + timedelta(seconds=1)
+    )
+    # A newer model version logs other features: both sets come back, missing where not logged.
+    third = logged_request(
+        store,
+        "req-c",
+        [13],
+        [_DAY + timedelta(hours=50)],
+        version=2,
+        features={"temperature": [12.5], "origin": ["JFK"]},
+        served_at=_SERVED + timedelta(seconds=2),
+    )
+    store.append_requests([first, second])
+    store.append_requests([third])
+    store.append_requests([])
+    for when in ("before a flush", "after a flush"):
+        got = store.read_predictions()
+        _expect(len(got) == 4, f"{when}: read {len(got)} rows, logged 4 in 3 requests")
+        names = {"distance", "carrier", "temperature", "origin", store.id_column, *LOG_COLUMNS}
+        _expect(names <= set(got.columns), f"{when}: every column comes back: {list(got.columns)}")
+        ids = got[store.id_column].tolist()
+        _expect(ids == [12, 10, 11, 13], f"{when}: rows by timestamp, ids as given: {ids}")
+        _expect(all(type(v) is int for v in ids), f"{when}: int ids stay ints: {ids}")
+        stamps = got[store.timestamp_column]
+        _expect(pd.api.types.is_datetime64_any_dtype(stamps), f"{when}: timestamps stay datetime64")
+        wanted = [_DAY + timedelta(hours=h) for h in (1, 5, 30, 50)]
+        _expect(stamps.tolist() == wanted, f"{when}: timestamps kept: {stamps.tolist()}")
+        _expect(got[PREDICTION].dtype == "float64", f"{when}: _prediction reads as float64")
+        predictions = got[PREDICTION].tolist()
+        _expect(predictions == [0.1, 0.1, 0.183333, 0.1], f"{when}: predictions kept: {predictions}")
+        _expect(pd.api.types.is_integer_dtype(got[MODEL_VERSION]), f"{when}: _model_version is an int")
+        _expect(got[MODEL_VERSION].tolist() == [1, 1, 1, 2], f"{when}: versions are kept per row")
+        requests = got[REQUEST_ID].tolist()
+        _expect(requests == ["req-b", "req-a", "req-a", "req-c"], f"{when}: request ids: {requests}")
+        served = got[SERVED_AT]
+        _expect(pd.api.types.is_datetime64_any_dtype(served), f"{when}: _served_at is a datetime")
+        seconds = [(s - _SERVED).total_seconds() for s in served.tolist()]
+        _expect(seconds == [1, 0, 0, 2], f"{when}: _served_at kept to the microsecond: {seconds}")
+        distance = _values(got["distance"])
+        _expect(distance == [100.0, 100.0, 101.0, None], f"{when}: numeric features: {distance}")
+        _expect(got["distance"].dtype == "float64", f"{when}: numeric features read as float64")
+        carrier = _values(got["carrier"])
+        _expect(carrier == ["C0", "C0", "C1", None], f"{when}: categorical features: {carrier}")
+        temperature = _values(got["temperature"])
+        _expect(temperature == [None, None, None, 12.5], f"{when}: a later feature: {temperature}")
+        latest = store.latest_prediction_time()
+        _expect(latest == wanted[-1], f"{when}: latest time is the max timestamp: {latest}")
+        window = _values(store.read_predictions(wanted[0], wanted[2])[store.id_column])
+        _expect(window == [10, 11], f"{when}: a window holds (start, end]: {window}")
+        store.flush()
+
+
+def _check_request_string_ids(store: LogStore) -> None:
+    ids = ["UA-1545", "AA-1141"]
+    store.append_requests([logged_request(store, "r", ids, [_DAY, _DAY + timedelta(hours=1)])])
+    for when in ("before a flush", "after a flush"):
+        got = store.read_predictions()[store.id_column].tolist()
+        _expect(got == ids, f"{when}: string ids come back as given: {got}")
+        store.flush()
+
+
+def _check_requests_beside_frames(store: LogStore) -> None:
+    store.append_predictions(predictions_frame(store, [1, 2], [_DAY, _DAY + timedelta(hours=2)]))
+    store.append_requests([logged_request(store, "r", [3], [_DAY + timedelta(hours=1)])])
+    for when in ("before a flush", "after a flush"):
+        got = _ids(store.read_predictions(), store)
+        _expect(got == ["1", "3", "2"], f"{when}: frames and requests read together: {got}")
+        store.flush()
+
+
+def _check_bad_requests(store: LogStore) -> None:
+    good = logged_request(store, "good", [1], [_DAY])
+    short = logged_request(store, "short", [1, 2], [_DAY, _DAY])
+    short = LoggedRequest(
+        "short", 1, _SERVED, {**short.columns, "distance": [1.0]}, short.predictions
+    )
+    _expect_data_error(lambda: store.append_requests([good, short]), "short", "distance")
+    no_id = logged_request(store, "no-id", [1], [_DAY])
+    no_id = LoggedRequest(
+        "no-id",
+        1,
+        _SERVED,
+        {k: v for k, v in no_id.columns.items() if k != store.id_column},
+        no_id.predictions,
+    )
+    _expect_data_error(lambda: store.append_requests([no_id]), "no-id", store.id_column)
+    empty_id = logged_request(store, "empty-id", [1, None], [_DAY, _DAY])
+    _expect_data_error(lambda: store.append_requests([empty_id]), "empty-id", store.id_column)
+    not_time = logged_request(store, "not-time", [1], ["yesterday"])  # type: ignore[list-item]
+    _expect_data_error(lambda: store.append_requests([not_time]), "not-time", store.timestamp_column)
+    _expect(store.read_predictions().empty, "a call with a bad request stores none of its requests")
+    _expect(store.recover() == 0, "nothing to recover after rejected requests")
+
+
+def _check_flush_recover_close(store: LogStore) -> None:
+    store.flush()
+    _expect(store.recover() == 0, "a fresh log has nothing to recover")
+    store.append_requests([logged_request(store, "r", [1, 2], [_DAY, _DAY])])
+    store.flush()
+    store.flush()
+    _expect(store.recover() == 0, "the store's own rows are not replayed")
+    store.close()
+    store.close()
+    got = _ids(store.read_predictions(), store)
+    _expect(got == ["1", "2"], f"rows are readable after close, once each: {got}")
+
+
 _CHECKS: tuple[Callable[[LogStore], None], ...] = (
     _check_empty_reads,
     _check_round_trip,
@@ -247,4 +391,9 @@ _CHECKS: tuple[Callable[[LogStore], None], ...] = (
     _check_labels,
     _check_bad_labels,
     _check_bad_predictions,
+    _check_append_requests,
+    _check_request_string_ids,
+    _check_requests_beside_frames,
+    _check_bad_requests,
+    _check_flush_recover_close,
 )

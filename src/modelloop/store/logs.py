@@ -1,8 +1,10 @@
-"""The prediction log and the label log: what the model said, and what turned out to be true.
+"""The log store port: the prediction log and the label log, and what every adapter shares.
 
-Both logs are append-only. `ParquetLogStore` is the embedded default (one Parquet file per
-append and date partition, read with DuckDB); `MemoryLogStore` keeps the same semantics in
-memory for unit tests, and `check_log_store` asserts what the two share.
+Both logs are append-only. `LogStore` is the port; `_LogStoreBase` holds the validation and
+result shaping the adapters share, and the request records the write-ahead log keeps.
+`MemoryLogStore` keeps the logs in memory for unit tests; the embedded default,
+`ParquetLogStore`, is the adapter in `modelloop.store.parquet`. `check_log_store` asserts what
+the two share.
 
 Ids are stored as given (ints or strings) and returned as given. Callers that join predictions
 to labels compare ids as strings (`frame[id_column].astype(str)`), because one client sends
@@ -11,22 +13,19 @@ to labels compare ids as strings (`frame[id_column].astype(str)`), because one c
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
-import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+import orjson
 import pandas as pd
 
 from modelloop.errors import DataError
 from modelloop.timeutil import to_naive
-
-logger = logging.getLogger(__name__)
 
 PREDICTION = "_prediction"
 MODEL_VERSION = "_model_version"
@@ -35,7 +34,19 @@ SERVED_AT = "_served_at"
 RECEIVED_AT = "_received_at"
 LOG_COLUMNS = (PREDICTION, MODEL_VERSION, REQUEST_ID, SERVED_AT)
 
-_PARTITION = "date="
+_EPOCH = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One scoring request's rows as the log keeps them: stored all or nothing."""
+
+    request_id: str
+    model_version: int
+    served_at: datetime  # naive, UTC, microseconds
+    columns: Mapping[str, Sequence[Any]]  # the id column, the timestamp column and every feature
+    predictions: Sequence[float]  # one per row
 
 
 @runtime_checkable
@@ -60,6 +71,29 @@ class LogStore(Protocol):
     def target_column(self) -> str: ...
 
     def append_predictions(self, frame: pd.DataFrame) -> None: ...
+
+    def append_requests(self, requests: Sequence[LoggedRequest]) -> None:
+        """Log a batch of scored requests; every row is durable when it returns.
+
+        A request is stored whole or not at all. A bad request (a DataError naming it) fails
+        the whole call before anything is stored.
+        """
+        ...
+
+    def flush(self) -> None:
+        """Move every acknowledged row into the long-term layout now."""
+        ...
+
+    def recover(self) -> int:
+        """Replay rows a killed writer acknowledged but did not move, exactly once.
+
+        Call it when a server starts; safe at any time. Returns the number of rows replayed.
+        """
+        ...
+
+    def close(self) -> None:
+        """Stop background work, flush, and release files and locks. Idempotent."""
+        ...
 
     def read_predictions(
         self, start: datetime | None = None, end: datetime | None = None
@@ -91,6 +125,17 @@ class _LogStoreBase(ABC):
         if len(prepared):
             self._write_predictions(prepared)
 
+    def append_requests(self, requests: Sequence[LoggedRequest]) -> None:
+        """Log each request's rows as one record; returns once every one of them is durable.
+
+        Every request is checked and encoded before anything is written, so a bad one fails
+        the whole call and stores nothing: the server learns of it before it answers anyone.
+        """
+        records = [_normalize(r, self.id_column, self.timestamp_column) for r in requests]
+        payloads = [_encode(r) for r in records if r.rows]
+        if payloads:
+            self._write_requests(payloads)
+
     def read_predictions(
         self, start: datetime | None = None, end: datetime | None = None
     ) -> pd.DataFrame:
@@ -120,6 +165,18 @@ class _LogStoreBase(ABC):
             return _empty_labels(self.id_column, self.target_column)
         return _latest_labels(found[columns], self.id_column)
 
+    @abstractmethod
+    def flush(self) -> None:
+        """Move every acknowledged request into the store's long-term layout now."""
+
+    @abstractmethod
+    def recover(self) -> int:
+        """Replay what a dead writer left behind, exactly once; returns the rows replayed."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop background work, flush, and let go of files and locks. Idempotent."""
+
     def _received_now(self) -> datetime:
         # Strictly increasing per store, so a relabel sent right after a label always wins.
         with self._clock_lock:
@@ -131,6 +188,9 @@ class _LogStoreBase(ABC):
 
     @abstractmethod
     def _write_predictions(self, frame: pd.DataFrame) -> None: ...
+
+    @abstractmethod
+    def _write_requests(self, payloads: list[bytes]) -> None: ...
 
     @abstractmethod
     def _read_predictions(
@@ -145,95 +205,6 @@ class _LogStoreBase(ABC):
 
     @abstractmethod
     def _read_labels(self) -> pd.DataFrame | None: ...
-
-
-class ParquetLogStore(_LogStoreBase):
-    """The logs as Parquet under `root`, partitioned by date, queried with DuckDB.
-
-    Predictions go to `root/predictions/<model>/date=YYYY-MM-DD/` by the row's timestamp date,
-    labels to `root/labels/<model>/date=YYYY-MM-DD/` by the date they arrived. Each append
-    writes new files atomically (temp name, fsync, rename, fsync the directory): a crash leaves
-    at most a hidden `.tmp` file that reads ignore, never a truncated `.parquet` that would
-    break DuckDB's whole scan, and an acknowledged append survives the process being killed.
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        model: str,
-        *,
-        id_column: str,
-        timestamp_column: str,
-        target_column: str,
-    ) -> None:
-        super().__init__(
-            model,
-            id_column=id_column,
-            timestamp_column=timestamp_column,
-            target_column=target_column,
-        )
-        self.root = Path(root)
-        self.predictions_dir = self.root / "predictions" / model
-        self.labels_dir = self.root / "labels" / model
-
-    def prediction_files(
-        self, start: datetime | None = None, end: datetime | None = None
-    ) -> list[Path]:
-        """The Parquet files a read of `(start, end]` opens: only partitions that can hold rows.
-
-        Public so that another engine (Spark) can read exactly the same files.
-        """
-        start, end = _bound(start), _bound(end)
-        files: list[Path] = []
-        for day, directory in _partitions(self.predictions_dir):
-            first = datetime(day.year, day.month, day.day)
-            if start is not None and first + timedelta(days=1) <= start:
-                continue
-            if end is not None and first > end:
-                continue
-            files.extend(_parquet_files(directory))
-        return files
-
-    def _write_predictions(self, frame: pd.DataFrame) -> None:
-        days = frame[self.timestamp_column].dt.strftime("%Y-%m-%d")
-        stamp = _utcnow()
-        for day in sorted(days.unique()):
-            part = frame.loc[(days == day).to_numpy()]
-            _write_parquet(part, self.predictions_dir / f"{_PARTITION}{day}", stamp, "predictions")
-
-    def _read_predictions(
-        self, start: datetime | None, end: datetime | None
-    ) -> pd.DataFrame | None:
-        column = _quote(self.timestamp_column)
-        clauses: list[str] = []
-        params: list[Any] = []
-        if start is not None:
-            clauses.append(f"{column} > ?")
-            params.append(start)
-        if end is not None:
-            clauses.append(f"{column} <= ?")
-            params.append(end)
-        where = " AND ".join(clauses)
-        return _scan_parquet(self.prediction_files(start, end), "*", where, params)
-
-    def _latest_prediction_time(self) -> datetime | None:
-        # The newest partition holds the newest timestamp: open nothing else.
-        for _day, directory in reversed(_partitions(self.predictions_dir)):
-            files = _parquet_files(directory)
-            if not files:
-                continue
-            found = _scan_parquet(files, f"max({_quote(self.timestamp_column)}) AS latest", "", [])
-            if found is not None and len(found) and not pd.isna(found["latest"].iloc[0]):
-                return _to_datetime(found["latest"].iloc[0])
-        return None
-
-    def _write_labels(self, frame: pd.DataFrame, received: datetime) -> None:
-        directory = self.labels_dir / f"{_PARTITION}{received:%Y-%m-%d}"
-        _write_parquet(frame, directory, received, "labels")
-
-    def _read_labels(self) -> pd.DataFrame | None:
-        files = [f for _day, d in _partitions(self.labels_dir) for f in _parquet_files(d)]
-        return _scan_parquet(files, "*", "", [])
 
 
 class MemoryLogStore(_LogStoreBase):
@@ -252,9 +223,27 @@ class MemoryLogStore(_LogStoreBase):
         self._predictions: list[pd.DataFrame] = []
         self._labels: list[pd.DataFrame] = []
 
+    def flush(self) -> None:
+        """Nothing to move: appended rows are where reads find them."""
+
+    def recover(self) -> int:
+        """Nothing survives a process in memory, so nothing is replayed."""
+        return 0
+
+    def close(self) -> None:
+        """Nothing to stop or release."""
+
     def _write_predictions(self, frame: pd.DataFrame) -> None:
         with self._lock:
             self._predictions.append(frame.copy())
+
+    def _write_requests(self, payloads: list[bytes]) -> None:
+        # Decoded from the bytes the WAL would keep, so both adapters store the same values.
+        records = [_decode(p, "a request") for p in payloads]
+        table = _records_table(records, self.id_column, self.timestamp_column)
+        frame: pd.DataFrame = table.to_pandas()
+        with self._lock:
+            self._predictions.append(frame)
 
     def _read_predictions(
         self, start: datetime | None, end: datetime | None
@@ -408,143 +397,188 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-# -- Parquet files ------------------------------------------------------------------------------
+# -- requests as WAL records --------------------------------------------------------------------
 
 
-def _partitions(base: Path) -> list[tuple[date, Path]]:
-    """The `date=YYYY-MM-DD` directories under `base`, oldest first; anything else is ignored."""
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """A request as the WAL keeps it: plain lists, timestamps as microseconds since the epoch."""
+
+    request_id: str
+    model_version: int
+    served_at: int
+    columns: dict[str, list[Any]]
+    predictions: list[Any]
+
+    @property
+    def rows(self) -> int:
+        return len(self.predictions)
+
+    def take(self, rows: Sequence[int]) -> _Record:
+        columns = {name: [values[i] for i in rows] for name, values in self.columns.items()}
+        predictions = [self.predictions[i] for i in rows]
+        return _Record(self.request_id, self.model_version, self.served_at, columns, predictions)
+
+
+def _normalize(request: LoggedRequest, id_column: str, timestamp_column: str) -> _Record:
+    """Check one request and turn it into a record; the DataError names the request and column."""
+    request_id = request.request_id
+    if not isinstance(request_id, str) or not request_id:
+        raise DataError(
+            f"a logged request needs a request_id (a non-empty string), got {request_id!r}"
+        )
+    what = f"logged request {request_id!r}"
+    version = request.model_version
+    if isinstance(version, bool) or not isinstance(version, int | np.integer):
+        raise DataError(f"{what}: model_version must be an int, got {version!r}")
+    served_at = _micros(request.served_at)
+    if served_at is None:
+        raise DataError(f"{what}: served_at must be a datetime, got {request.served_at!r}")
+    predictions = _as_list(request.predictions, what, "predictions")
+    for row, value in enumerate(predictions):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise DataError(f"{what}: prediction {row} is {value!r}, not a number")
+    rows = len(predictions)
+    columns: dict[str, list[Any]] = {}
+    for name, values in request.columns.items():
+        if name in LOG_COLUMNS:
+            raise DataError(f"{what}: column {name!r} is the log's own; rename the feature")
+        listed = _as_list(values, what, name)
+        if len(listed) != rows:
+            raise DataError(
+                f"{what}: column {name!r} holds {len(listed)} value(s) for {rows} prediction(s)"
+            )
+        columns[name] = listed
+    for name in (id_column, timestamp_column):
+        if name not in columns:
+            raise DataError(
+                f"{what}: missing column {name!r}; a logged prediction needs its id and its time"
+            )
+    empty = sum(1 for value in columns[id_column] if value is None or value != value)
+    if empty:
+        raise DataError(
+            f"{what}: column {id_column!r} is empty in {empty} row(s); a logged prediction needs its id"
+        )
+    stamps: list[int] = []
+    for row, value in enumerate(columns[timestamp_column]):
+        micros = _micros(value)
+        if micros is None:
+            raise DataError(
+                f"{what}: column {timestamp_column!r} row {row} holds {value!r}, not a timestamp"
+            )
+        stamps.append(micros)
+    columns[timestamp_column] = stamps
+    return _Record(request_id, int(version), served_at, columns, predictions)
+
+
+def _as_list(values: Any, what: str, name: str) -> list[Any]:
+    if isinstance(values, str | bytes):
+        raise DataError(f"{what}: column {name!r} must be a sequence of values, got a string")
+    if getattr(getattr(values, "dtype", None), "kind", "") == "M":  # numpy datetime64
+        values = np.asarray(values).astype("datetime64[us]")  # its tolist() gives datetimes
+    tolist = getattr(values, "tolist", None)  # numpy arrays and pandas series: native values
     try:
-        entries = list(os.scandir(base))
-    except FileNotFoundError:
-        return []
-    found: list[tuple[date, Path]] = []
-    for entry in entries:
-        if not entry.name.startswith(_PARTITION) or not entry.is_dir():
-            continue
-        try:
-            day = date.fromisoformat(entry.name[len(_PARTITION) :])
-        except ValueError:
-            continue
-        found.append((day, Path(entry.path)))
-    return sorted(found)
+        listed = tolist() if callable(tolist) else list(values)
+    except TypeError as exc:
+        raise DataError(f"{what}: column {name!r} must be a sequence of values: {exc}") from exc
+    if not isinstance(listed, list):
+        raise DataError(f"{what}: column {name!r} must be a sequence of values, got {values!r}")
+    return listed
 
 
-def _parquet_files(directory: Path) -> list[Path]:
-    # Names sort by write time (part-<utc stamp>-...), which keeps ties in logging order.
-    # Temp files start with "." and end in ".tmp": never read.
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return []
-    return sorted(
-        Path(e.path)
-        for e in entries
-        if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
-    )
-
-
-def _scan_parquet(
-    files: Sequence[Path], select: str, where: str, params: Sequence[Any]
-) -> pd.DataFrame | None:
-    """Run one DuckDB query over `files`; a damaged file is skipped with a warning, not fatal."""
-    import duckdb
-
-    readable = list(files)
-    while readable:
-        try:
-            return _query_parquet(readable, select, where, params)
-        except duckdb.Error as exc:
-            damaged = [f for f in readable if not _is_readable_parquet(f)]
-            if not damaged:
-                folder = readable[0].parent.parent
-                raise DataError(f"cannot read the log under {folder}: {exc}") from exc
-            for path in damaged:
-                logger.warning(
-                    "skipping %s: not a readable Parquet file (truncated by a crash or copied in "
-                    "half-written); move it out of the log directory",
-                    path,
-                )
-            readable = [f for f in readable if f not in damaged]
+def _micros(value: Any) -> int | None:
+    """Microseconds since the epoch of a naive-UTC (or aware) time; None if it is not one."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return int((value - _EPOCH) // _ONE_US)
+    if isinstance(value, np.datetime64) and not np.isnat(value):
+        return int(value.astype("datetime64[us]").astype("int64"))
     return None
 
 
-def _query_parquet(
-    files: Sequence[Path], select: str, where: str, params: Sequence[Any]
-) -> pd.DataFrame:
-    import duckdb
-
-    sql = (
-        f"SELECT {select} FROM read_parquet(?, union_by_name = true, hive_partitioning = false)"
-        + (f" WHERE {where}" if where else "")
-    )
-    connection = duckdb.connect()
+def _encode(record: _Record) -> bytes:
+    body = {
+        "r": record.request_id,
+        "v": record.model_version,
+        "s": record.served_at,
+        "c": record.columns,
+        "p": record.predictions,
+    }
     try:
-        # DuckDB preserves insertion order without ORDER BY: files, then rows, as logged.
-        frame: pd.DataFrame = connection.execute(sql, [[str(f) for f in files], *params]).df()
-        return frame
-    finally:
-        connection.close()
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise DataError(f"logged request {record.request_id!r}: cannot store its values: {exc}") from exc
 
 
-def _is_readable_parquet(path: Path) -> bool:
-    import pyarrow.parquet as pq
-
+def _decode(payload: bytes, source: object) -> _Record:
     try:
-        pq.ParquetFile(path).metadata  # noqa: B018 - reading the footer is the check
-    except (OSError, ValueError):
-        return False
-    return True
+        body = orjson.loads(payload)
+        return _Record(body["r"], body["v"], body["s"], body["c"], body["p"])
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"a record in {source} cannot be decoded: {exc}") from exc
 
 
-def _write_parquet(frame: pd.DataFrame, directory: Path, stamp: datetime, what: str) -> Path:
-    """Write `frame` as a new file in `directory`, atomically and durably."""
+def _records_table(records: Sequence[_Record], id_column: str, timestamp_column: str) -> Any:
+    """The records as one Arrow table, with the column types `append_predictions` produces.
+
+    The id column is int64 if every id is an int, else string; the timestamp column and
+    `_served_at` are timestamp[us]; a feature holding any string is string, otherwise float64.
+    """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    try:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise DataError(f"{what}: cannot store these rows as Parquet: {exc}") from exc
-    _make_dirs(directory)
-    name = f"part-{stamp:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex}.parquet"
-    final = directory / name
-    temporary = directory / f".{name}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
-    return final
-
-
-def _make_dirs(directory: Path) -> None:
-    """Create missing directories and make each new entry durable in its parent."""
-    if directory.is_dir():
-        return
-    missing: list[Path] = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)
-        _fsync_dir(path.parent)
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record.columns))
+    arrays: list[Any] = []
+    for name in names:
+        values: list[Any] = []
+        for record in records:
+            column = record.columns.get(name)
+            values.extend(column if column is not None else [None] * record.rows)
+        if name == timestamp_column:
+            arrays.append(pa.array(values, type=pa.timestamp("us")))
+        elif name == id_column:
+            arrays.append(_id_array(values))
+        else:
+            arrays.append(_feature_array(values))
+    arrays.append(pa.array([p for r in records for p in r.predictions], type=pa.float64()))
+    arrays.append(pa.array([r.model_version for r in records for _ in range(r.rows)], type=pa.int64()))
+    arrays.append(pa.array([r.request_id for r in records for _ in range(r.rows)], type=pa.string()))
+    served = [r.served_at for r in records for _ in range(r.rows)]
+    arrays.append(pa.array(served, type=pa.timestamp("us")))
+    return pa.Table.from_arrays(arrays, names=[*names, *LOG_COLUMNS])
 
 
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a directory to fsync it
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def _id_array(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    if all(type(v) is int for v in values):
+        try:
+            return pa.array(values, type=pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            pass  # past int64: kept as text
+    return pa.array([v if isinstance(v, str) else _text(v) for v in values], type=pa.string())
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+def _feature_array(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    if kinds <= {float, int, bool}:
+        try:
+            return pa.array(values, type=pa.float64())
+        except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+            pass  # past float64: kept as text
+    if kinds == {str}:
+        return pa.array(values, type=pa.string())
+    return pa.array([v if v is None or isinstance(v, str) else _text(v) for v in values], type=pa.string())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    return str(value)
