@@ -147,6 +147,23 @@ def build_project(directory: Path, frame: pd.DataFrame,
     )
 
 
+def serve_rows(project: Project, frame: pd.DataFrame, request_id: str) -> list[float]:
+    """Score and log `frame` as the server does (validation, the champion, the prediction
+    logger), in-process and without HTTP: for tests that need a prediction log."""
+    import json
+
+    from modelloop.serving import Columns
+    from modelloop.serving.logger import PredictionLogger, Scored
+
+    model = project.load_served_model()
+    records = json.loads(frame.to_json(orient="records", date_format="iso"))
+    columns = Columns({name: [r.get(name) for r in records] for name in frame.columns}, len(records))
+    rows = model.validator.validate(columns, now=datetime(2100, 1, 1))
+    predictions = model.predict(frame).tolist()
+    PredictionLogger(project.logs).log([Scored(request_id, model.version, rows, predictions)])
+    return predictions  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def make_project(tmp_path: Path, flights: pd.DataFrame) -> Callable[..., Project]:
     """`make_project(frame=None, config=None)`: a fresh, untrained Project in tmp_path."""

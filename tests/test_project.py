@@ -13,6 +13,7 @@ import pytest
 from modelloop.config import parse_config
 from modelloop.errors import DataError, ModelloopError
 from modelloop.project import Project
+from tests.conftest import serve_rows
 
 
 def test_the_contract_is_inferred_once_and_kept(
@@ -47,9 +48,16 @@ def test_a_changed_feature_list_gets_a_new_contract(
 def test_labels_must_be_usable_by_the_metric(make_project: Callable[..., Project]) -> None:
     project = make_project()
     with pytest.raises(DataError, match=r"'delayed' must be 0 or 1: 1 row\(s\)"):
-        project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, "yes"]}))
+        project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, "maybe"]}))
     assert project.logs.read_labels().empty
-    assert project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, 0]})) == 2
+    assert project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, 0]})) == (2, 0)
+
+
+def test_labels_that_have_not_arrived_are_skipped_and_counted(make_project: Callable[..., Project]) -> None:
+    project = make_project()
+    frame = pd.DataFrame({"flight_id": [1, 2, 3, None], "delayed": [1, None, "", None]})
+    assert project.ingest_labels(frame) == (1, 3)
+    assert project.logs.read_labels()["flight_id"].tolist() == [1]
 
 
 def test_monitoring_an_empty_log_says_what_to_do(make_project: Callable[..., Project]) -> None:
@@ -60,7 +68,7 @@ def test_monitoring_an_empty_log_says_what_to_do(make_project: Callable[..., Pro
 
 def test_serving_without_a_champion_says_what_to_do(make_project: Callable[..., Project]) -> None:
     with pytest.raises(ModelloopError, match="no champion yet"):
-        make_project().load_champion()
+        make_project().load_served_model()
 
 
 def test_monitoring_counts_only_labels_that_had_arrived_by_as_of(
@@ -69,7 +77,7 @@ def test_monitoring_counts_only_labels_that_had_arrived_by_as_of(
     project = make_project()
     project.train(as_of=as_of - pd.Timedelta(days=10))
     recent = flights[flights["sched_dep"] > as_of - pd.Timedelta(days=7)]
-    project.load_champion().score(recent.drop(columns=["delayed"]), "req-1")
+    serve_rows(project, recent.drop(columns=["delayed"]), "req-1")
     project.ingest_labels(recent[["flight_id", "delayed"]])  # every label, even those "from the future"
 
     result = project.monitor(as_of=as_of, retrain=False).result

@@ -27,11 +27,12 @@ class BadRequest(ModelloopError):
     """A scoring or label request the server must answer with a 400."""
 
     def __init__(
-        self, message: str, *, column: str | None = None, problem: str = "bad_request"
+        self, message: str, *, column: str | None = None, problem: str = "bad_request", status: int = 400
     ) -> None:
         super().__init__(message)
         self.column = column
         self.problem = problem
+        self.status = status
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -46,3 +47,11 @@ class BadRequest(ModelloopError):
 
 class NotFound(ModelloopError):
     """A model version, alias or record the user named does not exist."""
+
+
+class BackendError(ModelloopError):
+    """A backend (the model registry, the store) failed: an outage, not an absence.
+
+    Kept apart from `NotFound` so that nothing decides "there is no champion" when the truth is
+    "the registry did not answer".
+    """

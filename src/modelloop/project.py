@@ -4,24 +4,27 @@ server use; they never reach past it into an adapter."""
 from __future__ import annotations
 
 import os
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from modelloop.config import ProjectConfig, load_config
-from modelloop.data import Contract, DataSource, feature_frame, open_source, summarize
-from modelloop.errors import BadRequest, DataError, ModelloopError
+from modelloop.data import Contract, DataSource, label_value, open_source
+from modelloop.errors import DataError, ModelloopError
 from modelloop.gate import GateDecision, run_gate
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
-from modelloop.registry import ModelVersion, Predictor, Registry
+from modelloop.registry import ModelVersion, Registry
 from modelloop.store import LogStore, MetadataDB
 from modelloop.timeutil import to_naive
 from modelloop.training import TrainingResult, train
+
+if TYPE_CHECKING:
+    from modelloop.engines import Progress, ScoreSummary
+    from modelloop.serving.holder import ServedModel
 
 DEFAULT_HOME = ".modelloop"
 
@@ -30,54 +33,6 @@ def resolve_home(home: str | Path | None, project_dir: Path) -> Path:
     """--home, else $MODELLOOP_HOME, else `.modelloop` beside the project file."""
     chosen = home or os.environ.get("MODELLOOP_HOME")
     return Path(chosen).resolve() if chosen else (project_dir / DEFAULT_HOME).resolve()
-
-
-@dataclass
-class LoadedModel:
-    """The champion as the server holds it: version, model, contract, and where rows are logged."""
-
-    name: str
-    version: int
-    predictor: Predictor
-    contract: Contract
-    config: ProjectConfig
-    logs: LogStore
-
-    def score(self, frame: pd.DataFrame, request_id: str) -> np.ndarray:
-        """Validate, predict, and log the rows durably before the caller answers."""
-        if frame.empty:
-            raise BadRequest("the request holds no rows", problem="empty")
-        validated, problems = self.contract.check(frame, serving=True)
-        if problems:
-            first = problems[0]
-            raise BadRequest(
-                "; ".join(summarize(problems)),
-                column=first.column,
-                problem=first.problem,
-            )
-        data = self.config.data
-        contract = self.contract
-        features = feature_frame(validated, contract.names("numeric"), contract.names("categorical"))
-        predictions = np.asarray(self.predictor.predict(features), dtype="float64").ravel()
-        served_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("us")
-        log = features.copy()
-        log[data.id] = (
-            validated[data.id].to_numpy()
-            if data.id in validated
-            else [f"{request_id}-{i}" for i in range(len(validated))]
-        )
-        log[data.timestamp] = (
-            pd.to_datetime(validated[data.timestamp]).to_numpy()
-            if data.timestamp in validated
-            else served_at
-        )
-        log[data.timestamp] = log[data.timestamp].astype("datetime64[us]")
-        log["_prediction"] = predictions
-        log["_model_version"] = np.int64(self.version)
-        log["_request_id"] = request_id
-        log["_served_at"] = served_at
-        self.logs.append_predictions(log)
-        return predictions
 
 
 @dataclass
@@ -264,9 +219,10 @@ class Project:
     ) -> dict[str, Any]:
         reason = "monitoring alert at " + as_of.isoformat() + ": " + "; ".join(result.breaches)
         last = self.db.last_fired_trigger()
+        # Added to the last trigger's time, never compared as a length: a cooldown may count months.
         cooldown = self.config.retraining.cooldown
-        if last is not None and as_of - pd.Timestamp(last["as_of"]).to_pydatetime() < cooldown:
-            until = pd.Timestamp(last["as_of"]).to_pydatetime() + cooldown
+        until = None if last is None else pd.Timestamp(last["as_of"]).to_pydatetime() + cooldown
+        if until is not None and as_of < until:
             detail = {"kinds": kinds, "skipped": f"cooldown until {until.isoformat()}"}
             self.db.record_trigger(reason, as_of=as_of, detail=detail, fired=False)
             return {"fired": False, "reason": reason, **detail}
@@ -282,37 +238,67 @@ class Project:
         }
 
     # -- serving and labels ---------------------------------------------------------------------
-    def load_champion(self) -> LoadedModel:
-        champion = self.champion()
-        if champion is None:
-            raise ModelloopError(
-                f"{self.name!r} has no champion yet: run `modelloop train` "
-                "(its gate promotes the first candidate that clears the floor)"
-            )
-        contract = Contract.from_dict(
-            self.registry.read_json(self.name, champion.version, "contract.json")
+    def load_served_model(self, version: int | None = None) -> ServedModel:
+        """`version` (default: the champion) loaded, its contract compiled, warmed: ready to serve."""
+        from modelloop.serving.holder import load_served_model
+        from modelloop.serving.validation import Limits
+
+        if version is None:
+            champion = self.champion()
+            if champion is None:
+                raise ModelloopError(
+                    f"{self.name!r} has no champion yet: run `modelloop train` "
+                    "(its gate promotes the first candidate that clears the floor)"
+                )
+            version = champion.version
+        settings = self.config.serving
+        limits = Limits(
+            max_value_length=settings.max_value_length, max_clock_skew=settings.max_clock_skew
         )
-        predictor = self.registry.load_predictor(self.name, champion.version)
-        return LoadedModel(self.name, champion.version, predictor, contract, self.config, self.logs)
+        return load_served_model(self.registry, self.name, version, limits=limits)
 
-    def ingest_labels(self, frame: pd.DataFrame) -> int:
-        """Store ground truth; a target the metric cannot use is refused, naming the rows."""
-        target = self.config.data.target
-        if target in frame and len(frame):
-            values = frame[target]
-            if self.config.task == "classification":
-                bad = values.notna() & ~values.isin([0, 1, True, False])
-                expected = "0 or 1"
-            else:
-                bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
-                expected = "a number"
-            if bad.any():
-                rows = [int(i) for i in frame.index[bad][:5]]
-                raise DataError(f"column {target!r} must be {expected}: {int(bad.sum())} row(s) are not "
-                                f"(rows {rows}, e.g. {values[bad].iloc[0]!r})")
-        return self.logs.append_labels(frame)
+    def store_labels(self, ids: Sequence[int | str], targets: Sequence[float | int]) -> int:
+        """Store validated labels (the server's path); returns how many were stored."""
+        data = self.config.data
+        return self.logs.append_labels(pd.DataFrame({data.id: list(ids), data.target: list(targets)}))
 
-    def ingest_labels_file(self, path: Path) -> int:
+    def ingest_labels(self, frame: pd.DataFrame) -> tuple[int, int]:
+        """Store ground truth: (stored, skipped). A row whose target is empty has not arrived yet
+        and is skipped; a target the metric cannot use is refused, naming the rows."""
+        data = self.config.data
+        missing = [c for c in (data.id, data.target) if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"missing column(s) {', '.join(map(repr, missing))}; a label file needs the id column "
+                f"{data.id!r} and the target column {data.target!r}"
+            )
+        targets: list[float | int | None] = []
+        bad: list[int] = []
+        reason = ""
+        for position, value in enumerate(frame[data.target].tolist()):
+            try:
+                targets.append(label_value(value, self.config.task))
+            except ValueError as exc:
+                reason = reason or str(exc)
+                bad.append(position)
+                targets.append(None)
+        if bad:
+            example = frame[data.target].iloc[bad[0]]
+            raise DataError(
+                f"column {data.target!r} {reason}: {len(bad)} row(s) are not "
+                f"(rows {bad[:5]}, e.g. {example!r})"
+            )
+        keep = [i for i, t in enumerate(targets) if t is not None]
+        empty_ids = frame[data.id].isna().to_numpy()
+        if empty_ids[keep].any():
+            rows = [i for i in keep if empty_ids[i]][:5]
+            raise DataError(f"column {data.id!r} is empty in {int(empty_ids[keep].sum())} row(s) (rows {rows})")
+        stored = self.logs.append_labels(
+            pd.DataFrame({data.id: frame[data.id].iloc[keep].tolist(), data.target: [targets[i] for i in keep]})
+        ) if keep else 0
+        return stored, len(frame) - len(keep)
+
+    def ingest_labels_file(self, path: Path) -> tuple[int, int]:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         try:
@@ -357,6 +343,63 @@ class Project:
             "open_alerts": self.db.open_alerts(),
         }
 
+    # -- batch scoring ----------------------------------------------------------------------------
+    def score(
+        self,
+        input: Path | None = None,
+        output: Path | None = None,
+        *,
+        version: int | None = None,
+        engine: str = "local",
+        chunk_rows: int = 100_000,
+        progress: Progress | None = None,
+    ) -> ScoreSummary:
+        """Score a CSV or Parquet file with `version` (default: the champion) through the server's
+        own `predict`, so a batch and a request get the same numbers; recorded as a `score` run.
+
+        `input` and `output` default to the project file's `scoring` settings, which are relative
+        to the project file. The run's as-of is left empty: the project's newest data time would
+        cost a read of the whole training source, and the batch's own is known only at the end.
+        """
+        from modelloop.engines import get_engine
+
+        settings = self.config.scoring
+        source = input or (self.project_dir / settings.input if settings.input else None)
+        target = output or (self.project_dir / settings.output if settings.output else None)
+        if source is None:
+            raise ModelloopError(
+                "nothing to score: pass the file (modelloop score INPUT --out OUTPUT) "
+                "or set scoring.input in the project file"
+            )
+        if target is None:
+            raise ModelloopError(
+                f"no output for {source}: pass --out OUTPUT (.csv, .csv.gz, .parquet or .pq) "
+                "or set scoring.output in the project file"
+            )
+        runner = get_engine(engine)
+        served = self.load_served_model(version)
+        run_id = self.db.start_run("score", as_of=None, trigger="manual")
+        try:
+            summary = runner.score(
+                source, target, model=served, chunk_rows=chunk_rows, progress=progress
+            )
+        except BaseException as exc:  # Ctrl-C included: the ledger must not show it running
+            error = str(exc) if isinstance(exc, ModelloopError) else repr(exc)
+            self.db.finish_run(
+                run_id,
+                status="failed",
+                detail={
+                    "error": error,
+                    "input": str(source),
+                    "output": str(target),
+                    "version": served.version,
+                    "engine": engine,
+                },
+            )
+            raise
+        self.db.finish_run(run_id, status="succeeded", detail=summary.to_dict())
+        return summary
+
     def _write_report(self, name: str, payload: dict[str, Any]) -> Path:
         import json
 
@@ -396,11 +439,8 @@ def open_project(
         id_column=config.data.id,
         timestamp_column=config.data.timestamp,
         target_column=config.data.target,
+        flush_interval=config.serving.log_flush,
     )
     return Project(
         config, project_dir=path.parent, home=home_dir, registry=registry, db=db, logs=logs
     )
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from modelloop import ConfigError
-from modelloop.data import feature_frame
+from modelloop.data import model_input
 from modelloop.training import build_pipeline, resolve_estimator
 
 NUMERIC = ["hour", "distance", "temp"]
@@ -30,14 +30,14 @@ ESTIMATORS = [
 def training_data(flights: pd.DataFrame, task: str) -> tuple[pd.DataFrame, pd.Series]:
     frame = flights.head(1500).copy()
     frame.loc[::25, "carrier"] = None  # missing categories in training too
-    x = feature_frame(frame, NUMERIC, CATEGORICAL)
+    x = model_input(frame, NUMERIC, CATEGORICAL)
     y = frame["delayed"] if task == "classification" else frame["distance"] / 100 + frame["hour"]
     return x, y
 
 
 def awkward_rows() -> pd.DataFrame:
     """What production sends: a carrier never seen, missing numbers, a missing carrier."""
-    return feature_frame(pd.DataFrame({
+    return model_input(pd.DataFrame({
         "hour": [np.nan, 6.0, 21.0, 12.0],
         "distance": [800.0, np.nan, 2500.0, 1000.0],
         "temp": [np.nan, np.nan, np.nan, 4.0],
@@ -68,7 +68,7 @@ def test_classifiers_learn_the_pattern(flights: pd.DataFrame, path: str, task: s
                                        params: dict[str, object]) -> None:
     x, y = training_data(flights, task)
     pipeline = build_pipeline(path, params, NUMERIC, CATEGORICAL, task).fit(x, y)
-    rows = feature_frame(pd.DataFrame({"hour": [6.0, 22.0], "distance": [200.0, 2900.0],
+    rows = model_input(pd.DataFrame({"hour": [6.0, 22.0], "distance": [200.0, 2900.0],
                                        "temp": [5.0, 5.0], "carrier": ["DL", "B6"]}),
                          NUMERIC, CATEGORICAL)
     low, high = pipeline.predict_proba(rows)[:, 1]
@@ -87,7 +87,7 @@ def test_the_fitted_pipeline_is_plain_scikit_learn(flights: pd.DataFrame) -> Non
 
 
 def test_a_project_with_only_numeric_features_builds(flights: pd.DataFrame) -> None:
-    x = feature_frame(flights.head(500), NUMERIC, [])
+    x = model_input(flights.head(500), NUMERIC, [])
     pipeline = build_pipeline("sklearn.ensemble.HistGradientBoostingClassifier",
                               {"max_iter": 10}, NUMERIC, [], "classification")
     assert pipeline.fit(x, flights["delayed"].head(500)).predict_proba(x).shape == (500, 2)

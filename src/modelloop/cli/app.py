@@ -197,21 +197,28 @@ def serve(
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8080,
 ) -> None:
-    """Serve the champion over HTTP (MLflow's scoring protocol), logging every prediction."""
-    import uvicorn
+    """Serve the champion over HTTP (MLflow's scoring protocol), logging every prediction.
 
-    from modelloop.serving import create_app
+    SIGTERM or Ctrl-C stops accepting, answers the requests in flight, moves the write-ahead
+    log to Parquet and exits 0.
+    """
+    from modelloop.serving.server import run_server
 
     proj = _open(project, home)
-    web = _run(lambda: create_app(proj))
-    champion = proj.champion()
+    web = _run(lambda: create_scoring_app(proj))
     errors.print(
-        f"serving {proj.name} version {champion.version if champion else '?'} on http://{host}:{port}",
+        f"serving {proj.name} version {web.holder.version} on http://{host}:{port}",
         highlight=False,
     )
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    _run(lambda: run_server(web, host=host, port=port))
+
+
+def create_scoring_app(proj: Project) -> Any:
+    from modelloop.serving import create_app
+
+    return create_app(proj)
 
 
 @labels_app.command("ingest")
@@ -223,11 +230,13 @@ def labels_ingest(
 ) -> None:
     """Store ground truth (id and target) for predictions already served."""
     proj = _open(project, home)
-    stored = _run(lambda: proj.ingest_labels_file(file))
+    stored, skipped = _run(lambda: proj.ingest_labels_file(file))
     if json_out:
-        _dump({"stored": stored, "file": str(file)})
+        _dump({"stored": stored, "skipped": skipped, "file": str(file)})
     else:
         console.print(f"stored {stored:,} labels from {file}")
+        if skipped:
+            console.print(f"skipped {skipped:,} row(s) with an empty target (their labels have not arrived)")
 
 
 @app.command()
@@ -281,6 +290,96 @@ def monitor(
     if outcome.decision:
         _print_decision(outcome.decision.to_dict())
     console.print(f"report: {result.report_html}")
+
+
+@app.command()
+def score(
+    input_file: Annotated[
+        Path | None,
+        typer.Argument(metavar="INPUT", help="CSV or Parquet to score (default: scoring.input)"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help=".csv, .csv.gz, .parquet or .pq to write (default: scoring.output)"
+        ),
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="model version (default: the champion)")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="where to score: local (spark is planned)")
+    ] = "local",
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", min=1, help="rows per chunk: memory follows it")
+    ] = 100_000,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score a file of any size with the champion: its columns plus _prediction, _model_version.
+
+    The same predictions as `modelloop serve` for the same rows. A row that breaks the data
+    contract stops the job, naming the column and the rows, and leaves nothing at OUTPUT.
+    """
+    proj = _open(project, home)
+
+    def run(progress: Callable[[int, int | None], None] | None) -> Any:
+        return _run(
+            lambda: proj.score(
+                input_file,
+                out,
+                version=version,
+                engine=engine,
+                chunk_rows=chunk_rows,
+                progress=progress,
+            )
+        )
+
+    if json_out:
+        _dump(run(None).to_dict())
+        return
+    summary = _score_with_progress(run)
+    console.print(
+        f"scored {summary.rows:,} rows of {summary.input} with {proj.name} version "
+        f"{summary.version} into {summary.output} in {summary.seconds:.1f} s "
+        f"({summary.rows_per_second:,.0f} rows/s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _score_with_progress(run: Callable[[Callable[[int, int | None], None]], Any]) -> Any:
+    """`run(progress)` under a progress bar on stderr (stdout stays the result's)."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[done]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=errors) as bar:
+        task = bar.add_task("loading the model", total=None, done="", rate="")
+        started = [time.perf_counter()]
+
+        def report(rows: int, total: int | None) -> None:
+            if rows == 0:  # the model is loaded: the rate counts scoring only
+                started[0] = time.perf_counter()
+                bar.update(task, description="scoring")
+            elapsed = max(time.perf_counter() - started[0], 1e-9)
+            bar.update(
+                task,
+                completed=rows,
+                total=total,
+                done=f"{rows:,}" + (f"/{total:,}" if total else "") + " rows",
+                rate=f"{rows / elapsed:,.0f} rows/s" if rows else "",
+            )
+
+        return run(report)
 
 
 @app.command()

@@ -1,7 +1,14 @@
 """Data: sources, the data contract (pandera), time windows and fingerprints."""
 
-from modelloop.data.contract import ColumnRule, Contract, Problem, contract_report, summarize
-from modelloop.data.frames import as_text, feature_frame
+from modelloop.data.contract import (
+    ColumnRule,
+    Contract,
+    Problem,
+    contract_report,
+    label_value,
+    summarize,
+)
+from modelloop.data.model_input import as_text, category_text, model_input
 from modelloop.data.sources import DataSource, FileSource, FunctionSource, open_source
 from modelloop.data.windows import TrainingWindows, fingerprint, split_by_time, training_windows
 
@@ -14,9 +21,11 @@ __all__ = [
     "Problem",
     "TrainingWindows",
     "as_text",
+    "category_text",
     "contract_report",
-    "feature_frame",
     "fingerprint",
+    "label_value",
+    "model_input",
     "open_source",
     "split_by_time",
     "summarize",

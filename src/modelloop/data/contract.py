@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from modelloop.config import DataConfig
-from modelloop.data.frames import as_text
+from modelloop.data.model_input import as_text
 
 ROLES = ("numeric", "categorical", "id", "timestamp", "target")
 
@@ -187,6 +187,56 @@ class Contract:
             if name in out and self.task == "classification":
                 out[name] = out[name].astype("int64")
         return out
+
+
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+
+
+def label_value(value: Any, task: str) -> float | int | None:
+    """One ground-truth value as the metric reads it; None when it is empty (not arrived yet).
+
+    The label rules live here, once, for label files and for POST /labels: a classification
+    target is 0 or 1 (also true/false, and their text), a regression target a finite number.
+
+    Raises:
+        ValueError: the value is neither empty nor usable, with the reason.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if not text:
+            return None
+        if task == "classification":
+            if text in _TRUE:
+                return 1
+            if text in _FALSE:
+                return 0
+            raise ValueError("must be 0 or 1")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError("must be a number") from None
+    elif isinstance(value, (bool, np.bool_)) or isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+    else:
+        try:
+            missing = bool(pd.isna(value))
+        except (TypeError, ValueError):
+            missing = False
+        if missing:
+            return None
+        raise ValueError("must be 0 or 1" if task == "classification" else "must be a number")
+    if np.isnan(number):
+        return None
+    if task == "classification":
+        if number in (0.0, 1.0):
+            return int(number)
+        raise ValueError("must be 0 or 1")
+    if not np.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
 
 
 def _problems(cases: pd.DataFrame) -> list[Problem]:

@@ -79,9 +79,10 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
     )
     by_day = {day: rows for day, rows in frame.groupby(frame[data.timestamp].dt.normalize())}
     history: list[Week] = []
-    server = BackgroundServer(create_app(project)).start()
+    app = create_app(project)
+    server = BackgroundServer(app).start()
     client = httpx.Client(base_url=server.url, timeout=60)
-    served = project.load_champion().version
+    served = app.holder.version
     pending: list[str] = []
     try:
         progress = Progress(
@@ -138,11 +139,10 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
                 if outcome.decision is not None:
                     week.decisions.append(_decision_text(outcome.decision))
                     if outcome.decision.outcome == "promoted":
-                        server.stop()  # v0: a new champion is picked up by a restart
-                        server = BackgroundServer(create_app(project)).start()
-                        client.close()
-                        client = httpx.Client(base_url=server.url, timeout=60)
-                        served = project.load_champion().version
+                        # The new champion is loaded and warmed, then swapped in under the
+                        # running server: the next request is answered by it.
+                        app.holder.swap(project.load_served_model())
+                        served = app.holder.version
                 history.append(week)
     finally:
         client.close()

@@ -20,16 +20,11 @@ class BackgroundServer:
     def __init__(self, app: Any, *, port: int | None = None) -> None:
         import uvicorn
 
+        from modelloop.serving.server import server_config
+
+        self.app = app
         self.port = port or free_port()
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-        )
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(server_config(app, host="127.0.0.1", port=self.port))
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="modelloop-server")
 
     @property
@@ -46,8 +41,9 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
+        """Stop as SIGTERM would: finish requests in flight, flush the log."""
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=60)
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

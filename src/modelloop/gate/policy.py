@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from modelloop.config import ProjectConfig
-from modelloop.data import Contract, DataSource, feature_frame
+from modelloop.data import Contract, DataSource
 from modelloop.errors import ModelloopError
 from modelloop.registry import STATUS_TAG, ModelVersion, Registry
 from modelloop.store import MetadataDB
@@ -91,8 +91,7 @@ def predict(registry: Registry, name: str, version: int, rows: pd.DataFrame) -> 
     """Score `rows` with `version`, on that version's own features (from its stored contract):
     a champion trained before the feature list changed still gets what it was trained on."""
     contract = Contract.from_dict(registry.read_json(name, version, "contract.json"))
-    features = feature_frame(rows, contract.names("numeric"), contract.names("categorical"))
-    return registry.load_predictor(name, version).predict(features)
+    return registry.load_predictor(name, version).predict(rows[contract.features])
 
 
 def promote(registry: Registry, name: str, version: int) -> int | None:

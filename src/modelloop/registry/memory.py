@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelloop.data.frames import feature_frame
+from modelloop.data.model_input import model_input
 from modelloop.errors import NotFound
 from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord
 
@@ -21,7 +21,7 @@ class _PipelinePredictor:
         self.record = record
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        features = feature_frame(frame, self.record.numeric, self.record.categorical)
+        features = model_input(frame, self.record.numeric, self.record.categorical)
         if self.record.task == "classification":
             return np.asarray(self.record.pipeline.predict_proba(features)[:, 1], dtype="float64")
         return np.asarray(self.record.pipeline.predict(features), dtype="float64").ravel()

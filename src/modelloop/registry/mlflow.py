@@ -1,19 +1,50 @@
-"""The MLflow adapter of the registry port: tracking runs, model versions, aliases, tags."""
+"""The MLflow adapter of the registry port: tracking runs, model versions, aliases, tags.
+
+Errors stay errors: only MLflow's RESOURCE_DOES_NOT_EXIST means "absent" (`NotFound`, or `None`
+for an alias); anything else (a tracking server that does not answer, a broken store) is a
+`BackendError` naming the tracking URI, so no caller decides on facts it failed to read.
+"""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from modelloop.data.frames import feature_frame
-from modelloop.errors import NotFound
+import numpy as np
+import pandas as pd
+
+from modelloop.errors import BackendError, NotFound
 from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord
 
-_MODEL_CODE = Path(__file__).resolve().parent.parent / "training" / "pyfunc_model.py"
+_TRAINING = Path(__file__).resolve().parent.parent / "training"
+_MODEL_CODE = _TRAINING / "pyfunc_model.py"
+_MODEL_INPUT = Path(__file__).resolve().parent.parent / "data" / "model_input.py"
+#: The name the row normalisation has inside an artifact's code/ folder (see pyfunc_model.py).
+_MODEL_INPUT_MODULE = "modelloop_model_input.py"
+
+T = TypeVar("T")
+
+
+class _PyfuncPredictor:
+    """A loaded version, predicting through the pyfunc's own code (normalisation included).
+
+    It calls the python model directly, skipping MLflow's signature enforcement: the signature
+    only says which columns are required, and modelloop's contract has checked those already.
+    """
+
+    def __init__(self, pyfunc: Any) -> None:
+        self.pyfunc = pyfunc
+        self._model = pyfunc.unwrap_python_model()
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        result: np.ndarray = self._model.predict_frame(frame)
+        return result
 
 
 class MlflowRegistry:
@@ -41,16 +72,44 @@ class MlflowRegistry:
             self._client_obj = MlflowClient(self.tracking_uri, self.tracking_uri)
         return self._client_obj
 
+    def _call(
+        self,
+        what: str,
+        action: Callable[[], T],
+        *,
+        absent: Callable[[], T] | None = None,
+        missing: str | None = None,
+    ) -> T:
+        """Run one MLflow call: absence goes to `absent` (else NotFound with `missing`), anything
+        else is a BackendError naming the tracking URI."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return action()
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                if absent is not None:
+                    return absent()
+                raise NotFound(missing or f"{what}: not found in the registry") from None
+            raise BackendError(f"the model registry at {self.tracking_uri} failed ({what}): {exc}") from exc
+        except (OSError, ConnectionError) as exc:
+            raise BackendError(f"the model registry at {self.tracking_uri} failed ({what}): {exc}") from exc
+
     def ensure_store(self) -> None:
         """Create (migrate) the store now, before any second process opens it at the same time."""
         self._experiment_id()
 
     def _experiment_id(self) -> str:
         client = self._client
-        found = client.get_experiment_by_name(self.experiment)
+        found = self._call("read the experiment", lambda: client.get_experiment_by_name(self.experiment))
         if found is not None:
             return str(found.experiment_id)
-        return str(client.create_experiment(self.experiment, artifact_location=self.artifact_root))
+        return str(
+            self._call(
+                "create the experiment",
+                lambda: client.create_experiment(self.experiment, artifact_location=self.artifact_root),
+            )
+        )
 
     def _to_version(self, mv: Any) -> ModelVersion:
         created = (
@@ -73,11 +132,18 @@ class MlflowRegistry:
         import numpy
         import pandas
         import sklearn
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import AnyType, ColSpec, Schema
 
         client = self._client
-        example = feature_frame(record.example, record.numeric, record.categorical)
-        signature = infer_signature(example)
+        # Every feature is required, of any type: the model's own normalisation (shipped in the
+        # artifact) decides what a value means, so a CSV's int column where training saw floats
+        # is not an error, as MLflow's type enforcement would make it.
+        signature = ModelSignature(
+            inputs=Schema(
+                [ColSpec(AnyType(), name) for name in (*record.numeric, *record.categorical)]  # type: ignore[no-untyped-call]
+            )
+        )
         requirements = [
             f"mlflow=={mlflow.__version__}",
             f"scikit-learn=={sklearn.__version__}",
@@ -88,7 +154,7 @@ class MlflowRegistry:
         with (
             warnings.catch_warnings(),
             tempfile.TemporaryDirectory() as tmp,
-            mlflow.start_run(experiment_id=self._experiment_id(), run_name=record.run_name) as run,
+            _run(mlflow, self._experiment_id(), record.run_name) as run,
         ):
             mlflow.log_params({k: _short(v) for k, v in record.params.items()})
             mlflow.log_metrics(record.metrics)
@@ -99,10 +165,13 @@ class MlflowRegistry:
             warnings.simplefilter("ignore", UserWarning)
             pipeline_path = Path(tmp) / "pipeline.joblib"
             joblib.dump(record.pipeline, pipeline_path)
+            shipped = Path(tmp) / _MODEL_INPUT_MODULE
+            shutil.copyfile(_MODEL_INPUT, shipped)
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(_MODEL_CODE),
                 artifacts={"pipeline": str(pipeline_path)},
+                code_paths=[str(shipped)],
                 model_config={
                     "task": record.task,
                     "numeric": record.numeric,
@@ -111,45 +180,71 @@ class MlflowRegistry:
                 signature=signature,
                 pip_requirements=requirements,
             )
-            try:
-                client.get_registered_model(record.name)
-            except Exception:  # MLflow raises RestException/MlflowException for "not found"
-                client.create_registered_model(
+            self._call(
+                f"registered model {record.name!r}",
+                lambda: client.get_registered_model(record.name),
+                absent=lambda: client.create_registered_model(
                     record.name, description=f"modelloop project {record.name}"
-                )
-            mv = client.create_model_version(
-                record.name, source=info.model_uri, run_id=run.info.run_id, tags=record.version_tags
+                ),
+            )
+            mv = self._call(
+                f"register a version of {record.name!r}",
+                lambda: client.create_model_version(
+                    record.name, source=info.model_uri, run_id=run.info.run_id, tags=record.version_tags
+                ),
             )
         return self.get_version(record.name, int(mv.version))
 
     def get_version(self, name: str, version: int) -> ModelVersion:
-        try:
-            return self._to_version(self._client.get_model_version(name, str(version)))
-        except Exception as exc:
-            raise NotFound(f"model {name!r} has no version {version}") from exc
+        found = self._call(
+            f"model {name!r} version {version}",
+            lambda: self._client.get_model_version(name, str(version)),
+            missing=f"model {name!r} has no version {version}",
+        )
+        return self._to_version(found)
 
     def versions(self, name: str) -> list[ModelVersion]:
-        found = self._client.search_model_versions(f"name='{name}'")
+        found = self._call(
+            f"versions of {name!r}",
+            lambda: self._client.search_model_versions(f"name='{name}'"),
+            absent=list,
+        )
         return sorted((self._to_version(mv) for mv in found), key=lambda v: v.version)
 
     def alias(self, name: str, alias: str) -> ModelVersion | None:
-        try:
-            return self._to_version(self._client.get_model_version_by_alias(name, alias))
-        except Exception:  # no such model or alias
+        # Read the model's alias map rather than asking for the alias: MLflow reports a missing
+        # alias as INVALID_PARAMETER_VALUE, which cannot be told apart from a real error.
+        model = self._call(
+            f"registered model {name!r}", lambda: self._client.get_registered_model(name), absent=lambda: None
+        )
+        if model is None:
             return None
+        version = dict(getattr(model, "aliases", {}) or {}).get(alias)
+        return None if version is None else self.get_version(name, int(version))
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
-        self._client.set_registered_model_alias(name, alias, str(version))
+        self._call(
+            f"set alias {alias!r} of {name!r}",
+            lambda: self._client.set_registered_model_alias(name, alias, str(version)),
+        )
 
     def delete_alias(self, name: str, alias: str) -> None:
-        try:
-            self._client.delete_registered_model_alias(name, alias)
-        except Exception:  # deleting an absent alias is a no-op
-            return
+        if self.alias(name, alias) is None:
+            return  # deleting an absent alias is a no-op
+        self._call(
+            f"delete alias {alias!r} of {name!r}",
+            lambda: self._client.delete_registered_model_alias(name, alias),
+            absent=lambda: None,
+        )
 
     def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
-            self._client.set_model_version_tag(name, str(version), key, value)
+            self._call(
+                f"tag model {name!r} version {version}",
+                lambda key=key, value=value: self._client.set_model_version_tag(  # type: ignore[misc]
+                    name, str(version), key, value
+                ),
+            )
 
     def load_predictor(self, name: str, version: int) -> Predictor:
         with self._lock:
@@ -162,7 +257,11 @@ class MlflowRegistry:
                 self._client  # noqa: B018  (sets the tracking and registry URIs)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # MLflow's type-hint advice
-                    self._predictors[key] = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+                    pyfunc = self._call(
+                        f"load model {name!r} version {version}",
+                        lambda: mlflow.pyfunc.load_model(f"models:/{name}/{version}"),
+                    )
+                self._predictors[key] = _PyfuncPredictor(pyfunc)
             return self._predictors[key]
 
     def read_json(self, name: str, version: int, artifact: str) -> Any:
@@ -172,13 +271,18 @@ class MlflowRegistry:
 
             run_id = self.get_version(name, version).run_id
             self._client  # noqa: B018
-            try:
-                self._json[key] = mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}")
-            except Exception as exc:
-                raise NotFound(
-                    f"model {name!r} version {version} has no artifact {artifact}"
-                ) from exc
+            self._json[key] = self._call(
+                f"model {name!r} version {version} artifact {artifact}",
+                lambda: mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}"),
+                missing=f"model {name!r} version {version} has no artifact {artifact}",
+            )
         return self._json[key]
+
+
+@contextmanager
+def _run(mlflow: Any, experiment_id: str, run_name: str) -> Iterator[Any]:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        yield run
 
 
 def _short(value: Any) -> str:

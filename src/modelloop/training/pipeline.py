@@ -16,8 +16,8 @@ from modelloop.data import (
     DataSource,
     TrainingWindows,
     contract_report,
-    feature_frame,
     fingerprint,
+    model_input,
     split_by_time,
     summarize,
     training_windows,
@@ -118,13 +118,13 @@ def train(
             f"column {data.target!r} has one class only in the training window; a classifier needs both"
         )
     numeric, categorical = data.features.numeric, data.features.categorical
-    x_train = feature_frame(train_rows, numeric, categorical)
+    x_train = model_input(train_rows, numeric, categorical)
     pipeline = build_pipeline(config.model.estimator, config.model.params, numeric, categorical, config.task)
     pipeline.fit(x_train, train_rows[data.target])
 
     holdout_score: float | None = None
     if len(holdout_rows):
-        x_holdout = feature_frame(holdout_rows, numeric, categorical)
+        x_holdout = model_input(holdout_rows, numeric, categorical)
         predictions = (
             pipeline.predict_proba(x_holdout)[:, 1]
             if config.task == "classification"

@@ -1,0 +1,125 @@
+"""The model's input, normalised in one place: what a row becomes before the fitted pipeline sees it.
+
+Training fits on `model_input(...)`, and this very file travels inside every model artifact
+(MLflow `code_paths`, as `modelloop_model_input.py`), where the pyfunc applies it before
+predicting. So training, the gate, the server, batch scoring and plain
+`mlflow.pyfunc.load_model` give the same numbers for the same rows, whatever estimator is used:
+a second copy of this logic is how train/serve skew happens.
+
+It imports numpy and pandas only: a model must load where modelloop is not installed.
+
+The rules:
+- numeric features become float64; an int column (a CSV read by pandas) is not an error, a
+  number sent as text ("5.5") is read as a number, anything else is a ValueError naming the
+  column;
+- categorical features become text, with one spelling per category: 9, 9.0 and "9" are the
+  category "9" (a CSV column with gaps is read as floats), True is "True";
+- every kind of missing value (None, NaN, NaT, pd.NA) becomes NaN, the one marker scikit-learn's
+  imputers and encoders treat as missing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Frames up to this many rows are converted value by value: faster than pandas' vector calls.
+_SMALL = 64
+
+
+def category_text(value: Any) -> Any:
+    """One category's text; NaN when the value is missing."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return np.nan
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return np.nan
+        return str(int(value)) if float(value).is_integer() else str(float(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    try:
+        if pd.isna(value):
+            return np.nan
+    except (TypeError, ValueError):  # array-likes have no single truth value: not missing
+        pass
+    return str(value)
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """A column of categories as text (object dtype, NaN where missing)."""
+    array = values.to_numpy(dtype=object, na_value=np.nan) if len(values) else np.array([], dtype=object)
+    if len(array) > _SMALL and pd.api.types.infer_dtype(array, skipna=True) in ("string", "empty"):
+        text = array.copy()
+        text[pd.isna(text)] = np.nan
+    else:
+        text = np.array([category_text(v) for v in array], dtype=object)
+    return pd.Series(text, index=values.index, dtype=object, name=values.name)
+
+
+def as_numbers(values: pd.Series, column: str) -> pd.Series:
+    """A numeric feature as float64; text that is not a number is an error naming the column."""
+    if values.dtype == np.float64:
+        return values
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return pd.Series(values.to_numpy(dtype=np.float64, na_value=np.nan), index=values.index)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        example = values[bad].iloc[0]
+        raise ValueError(
+            f"column {column!r} must hold numbers: {int(bad.sum())} value(s) are not, e.g. {example!r}"
+        )
+    return numbers.astype(np.float64)
+
+
+def model_input(
+    frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> pd.DataFrame:
+    """The features in the model's order and types (see the module's rules); other columns dropped.
+
+    Raises:
+        KeyError: a feature column is missing (the message names every missing one).
+        ValueError: a numeric feature holds something that is not a number.
+    """
+    order = [*numeric, *categorical]
+    missing = [name for name in order if name not in frame.columns]
+    if missing:
+        raise KeyError(f"the model needs the column(s) {', '.join(map(repr, missing))}")
+    columns: dict[str, Any] = {}
+    unchanged = list(frame.columns) == order
+    for name in numeric:
+        values = frame[name]
+        numbers = as_numbers(values, name)
+        unchanged = unchanged and numbers is values
+        columns[name] = numbers.to_numpy()
+    for name in categorical:
+        values = frame[name]
+        text = _text_as_is(values)
+        if text is None:
+            unchanged = False
+            text = as_text(values).to_numpy()
+        columns[name] = text
+    if unchanged:
+        return frame  # already the model's input (a server builds it so): no copy, no new frame
+    return pd.DataFrame(columns, index=frame.index, columns=order)
+
+
+def _text_as_is(values: pd.Series) -> np.ndarray | None:
+    """The column's array when it already holds only text and NaN, else None."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is np.nan:
+        return values.to_numpy()  # pandas 3's text dtype: text, and NaN where missing
+    if values.dtype != object or len(values) > _SMALL:
+        return None
+    array = values.to_numpy()
+    for value in array:
+        if not isinstance(value, str) and not (isinstance(value, float) and value != value):
+            return None
+    return array

@@ -1,0 +1,268 @@
+"""Adaptive micro-batching: requests that arrive together are scored together and logged together.
+
+One worker scores a batch at a time on its own thread: one frame, one model call, one log write
+(one fsync), then every answer. A batch costs the model's fixed overhead plus a little per row,
+so the fewer batches a load needs, the more it can take.
+
+How long to wait before starting a batch adapts to the traffic. The batcher knows how many
+requests are open (received, not yet answered) and remembers the recent peak: the number of
+clients that keep it busy. When it is free it takes every request queued, and if fewer than that
+peak are there, it waits at most `max_wait_ms` for the rest (clients it just answered send their
+next request within a round trip). One client alone never waits: its peak is one. Without this,
+a steady load splits into two half-batches taking turns, each waiting for the other to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelloop.serving.holder import ModelHolder, ServedModel
+from modelloop.serving.logger import PredictionLogger, Scored
+from modelloop.serving.validation import ValidRows
+
+logger = logging.getLogger("modelloop.serving")
+
+#: Batches this large get every core for the model call (small ones run on one thread).
+BIG_BATCH_ROWS = 4096
+#: How long a peak of concurrent requests is remembered (seconds) before it is measured anew.
+_PEAK_MEMORY = 1.0
+_NAN = float("nan")
+
+
+class ScoringFailed(Exception):
+    """The model could not score a request that passed validation (a bug or a broken model)."""
+
+
+class LogUnavailable(Exception):
+    """The prediction log could not make the rows durable: the request is not acknowledged."""
+
+
+@dataclass
+class _Pending:
+    model: ServedModel
+    rows: ValidRows
+    request_id: str
+    future: asyncio.Future[list[float]]
+
+
+@dataclass
+class BatchStats:
+    """Counts a test or /metrics can read: how batching is going."""
+
+    batches: int = 0
+    requests: int = 0
+    rows: int = 0
+    largest: int = 0
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        prediction_logger: PredictionLogger,
+        *,
+        max_batch: int = 256,
+        max_wait_ms: float = 2.0,
+    ) -> None:
+        self.holder = holder
+        self.prediction_logger = prediction_logger
+        self.max_batch = max(1, max_batch)
+        self.max_wait = max(0.0, max_wait_ms) / 1000
+        self.stats = BatchStats()
+        self.open = 0  # requests received and not yet answered
+        self._peak = 0  # the recent peak of `open`: how many clients are keeping us busy
+        self._peak_at = 0.0
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="modelloop-score", initializer=_one_native_thread
+        )
+        self._worker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="modelloop-batcher")
+
+    async def stop(self) -> None:
+        """Score and log everything queued, then stop (a clean shutdown loses nothing)."""
+        if self._worker is not None:
+            await self._queue.put(None)
+            await self._worker
+            self._worker = None
+        self._executor.shutdown(wait=True)
+
+    def opened(self) -> None:
+        """A request arrived (call before reading its body); pair with `closed`."""
+        self.open += 1
+        now = time.monotonic()
+        if self.open >= self._peak or now - self._peak_at > _PEAK_MEMORY:
+            self._peak, self._peak_at = self.open, now
+
+    def closed(self) -> None:
+        self.open -= 1
+
+    async def score(self, model: ServedModel, rows: ValidRows, request_id: str) -> list[float]:
+        """Predictions for `rows`, returned once they are durable in the log."""
+        if self._worker is None:
+            raise RuntimeError("the batcher is not running")
+        future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(model, rows, request_id, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            size = first.rows.n_rows
+            deadline = loop.time() + self.max_wait
+            while size < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if len(batch) >= self._expected() or remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                size += item.rows.n_rows
+            outcomes = await loop.run_in_executor(self._executor, self._process, batch)
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if pending.future.done():  # the client went away
+                    continue
+                if isinstance(outcome, BaseException):
+                    pending.future.set_exception(outcome)
+                else:
+                    pending.future.set_result(outcome)
+        # Drain: whatever was queued behind the stop still gets its answer.
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                outcome = (await loop.run_in_executor(self._executor, self._process, [item]))[0]
+                if not item.future.done():
+                    if isinstance(outcome, BaseException):
+                        item.future.set_exception(outcome)
+                    else:
+                        item.future.set_result(outcome)
+
+    def _expected(self) -> int:
+        """How many requests a batch can expect: the recent peak of open requests."""
+        if time.monotonic() - self._peak_at > _PEAK_MEMORY:
+            self._peak, self._peak_at = self.open, time.monotonic()
+        return max(1, self._peak)
+
+    # -- on the scoring thread ------------------------------------------------------------------
+    def _process(self, batch: list[_Pending]) -> list[list[float] | BaseException]:
+        outcomes: list[list[float] | BaseException] = [ScoringFailed("not scored")] * len(batch)
+        scored: list[tuple[int, Scored]] = []
+        for model, members in _by_model(batch):
+            predictions = self._predict(model, [batch[i] for i in members])
+            for i, values in zip(members, predictions, strict=True):
+                if isinstance(values, BaseException):
+                    outcomes[i] = values
+                else:
+                    scored.append((i, Scored(batch[i].request_id, model.version, batch[i].rows, values)))
+        if scored:
+            try:
+                self.prediction_logger.log([s for _, s in scored])
+            except Exception as exc:
+                logger.exception("the prediction log could not be written")
+                failure = LogUnavailable(f"the prediction log could not be written: {exc}")
+                for i, _ in scored:
+                    outcomes[i] = failure
+            else:
+                for i, s in scored:
+                    outcomes[i] = s.predictions
+        stats = self.stats
+        stats.batches += 1
+        stats.requests += len(batch)
+        rows = sum(p.rows.n_rows for p in batch)
+        stats.rows += rows
+        stats.largest = max(stats.largest, rows)
+        return outcomes
+
+    def _predict(self, model: ServedModel, members: list[_Pending]) -> list[list[float] | BaseException]:
+        try:
+            values = _score(model, [p.rows for p in members])
+        except Exception as exc:
+            if len(members) == 1:
+                logger.exception("version %s failed to score request %s", model.version, members[0].request_id)
+                return [ScoringFailed(f"version {model.version} failed to score the rows: {exc}")]
+            # One request must not fail its neighbours: score them one by one.
+            return [self._predict(model, [p])[0] for p in members]
+        out: list[list[float] | BaseException] = []
+        start = 0
+        for pending in members:
+            end = start + pending.rows.n_rows
+            out.append(values[start:end].tolist())
+            start = end
+        return out
+
+
+def _one_native_thread() -> None:
+    """Cap OpenMP at one thread for this (the scoring) thread, once, at its start.
+
+    A small batch scored on every core spends more on waking and spinning threads than on the
+    model, and competes with the event loop for the same cores; a per-call limit would cost
+    milliseconds. OpenMP's setting is per thread: training elsewhere in the process keeps them all.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="openmp")
+
+
+def _by_model(batch: list[_Pending]) -> list[tuple[ServedModel, list[int]]]:
+    """Group by the version each request was validated for (a swap may fall between)."""
+    groups: dict[int, tuple[ServedModel, list[int]]] = {}
+    for i, pending in enumerate(batch):
+        groups.setdefault(id(pending.model), (pending.model, []))[1].append(i)
+    return list(groups.values())
+
+
+def _score(model: ServedModel, requests: list[ValidRows]) -> np.ndarray:
+    """One frame for the whole batch, one model call."""
+    columns: dict[str, Any] = {}
+    for name in model.numeric:
+        columns[name] = np.array(
+            requests[0].features[name] if len(requests) == 1
+            else list(chain.from_iterable(r.features[name] for r in requests)),
+            dtype=np.float64,
+        )
+    for name in model.categorical:
+        values = (
+            requests[0].features[name] if len(requests) == 1
+            else chain.from_iterable(r.features[name] for r in requests)
+        )
+        # Missing as NaN already, so the model's normalisation finds nothing left to do.
+        columns[name] = np.array([_NAN if v is None else v for v in values], dtype=object)
+    frame = pd.DataFrame(columns, copy=False)
+    rows = len(frame)
+    limit: Any = nullcontext()
+    if rows >= BIG_BATCH_ROWS:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp")
+    with limit:
+        predictions = model.predict(frame)
+    if predictions.shape != (rows,):
+        raise ValueError(f"the model returned {predictions.shape[0]} predictions for {rows} rows")
+    return predictions
