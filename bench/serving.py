@@ -63,8 +63,11 @@ def build_champion(directory: Path) -> tuple[Path, list[bytes]]:
     return project_file, bodies
 
 
-def floor_ms(project_file: Path) -> tuple[float, float]:
-    """Median ms of the bare pipeline's predict_proba on one prebuilt row: (1 thread, default)."""
+def floor_ms(project_file: Path) -> dict[str, float]:
+    """Median ms of the bare pipeline's predict_proba on one prebuilt row, one OpenMP thread
+    (as the server runs it) and default threads, on two frames: the one pandas builds from the
+    row's values (text columns inferred as pandas' text type) and the one modelloop's
+    normalisation builds (text as object columns, which scikit-learn takes as they are)."""
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
@@ -77,24 +80,29 @@ def floor_ms(project_file: Path) -> tuple[float, float]:
     pyfunc = project.registry.load_predictor(project.name, champion.version)
     model = pyfunc.pyfunc.unwrap_python_model()  # type: ignore[attr-defined]
     data = project.config.data
-    row = model_input(project.source.load(datetime(2013, 3, 1), datetime(2013, 3, 2)).head(1),
-                      data.features.numeric, data.features.categorical)
-    assert isinstance(row, pd.DataFrame)
+    row = project.source.load(datetime(2013, 3, 1), datetime(2013, 3, 2)).head(1)
+    features = [*data.features.numeric, *data.features.categorical]
+    frames = {
+        "pandas frame": pd.DataFrame([{name: row[name].iloc[0] for name in features}]),
+        "normalised frame": model_input(row, data.features.numeric, data.features.categorical),
+    }
 
-    def median_ms() -> float:
+    def median_ms(frame: pd.DataFrame) -> float:
         for _ in range(200):
-            model.pipeline.predict_proba(row)
+            model.pipeline.predict_proba(frame)
         times = []
         for _ in range(2000):
             start = time.perf_counter()
-            model.pipeline.predict_proba(row)
+            model.pipeline.predict_proba(frame)
             times.append(time.perf_counter() - start)
         return statistics.median(times) * 1000
 
-    default = median_ms()
-    with threadpool_limits(limits=1, user_api="openmp"):
-        capped = median_ms()
-    return capped, default
+    found: dict[str, float] = {}
+    for name, frame in frames.items():
+        found[f"{name}, default threads"] = median_ms(frame)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            found[f"{name}, 1 thread"] = median_ms(frame)
+    return found
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 180) -> None:
@@ -205,9 +213,10 @@ def main() -> None:
     lines.write_bytes(b"\n".join(bodies) + b"\n")
     script = directory / "bodies.lua"
     script.write_text(LUA % lines)
-    capped, default = floor_ms(project_file)
-    print(f"floor: bare pipeline predict_proba of one row: {capped:.3f} ms (1 OpenMP thread), "
-          f"{default:.3f} ms (default threads)", flush=True)
+    floors = floor_ms(project_file)
+    for name, value in floors.items():
+        print(f"floor: bare pipeline predict_proba of one row ({name}): {value:.3f} ms", flush=True)
+    capped = min(floors.values())  # the strictest floor
 
     home = directory / ".modelloop"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
@@ -265,7 +274,8 @@ def main() -> None:
         print(f"{concurrency:>3} | {rps_theirs:12.1f} | {rps_ours:15.1f} | {ratios[concurrency]:5.1f}x | "
               f"{p50:10.2f} ms | {p99:10.2f} ms | {errors:.0f}")
     gap = summary[1]["p50"] - capped
-    print(f"c=1: modelloop p50 {summary[1]['p50']:.2f} ms vs floor {capped:.2f} ms: {gap:+.2f} ms (target <= +1 ms)")
+    print(f"c=1: modelloop p50 {summary[1]['p50']:.2f} ms vs the fastest floor {capped:.2f} ms: "
+          f"{gap:+.2f} ms (target <= +1 ms)")
     print(f"ratio c=8 {ratios[8]:.1f}x (target >= 10), c=32 {ratios[32]:.1f}x (target >= 25), "
           f"p99 c=32 {summary[32]['p99']:.1f} ms (target <= 50), c=1 p50 gap {gap:+.2f} ms (target <= 1), "
           f"errors {sum(s['errors'] for s in summary.values()):.0f}")

@@ -29,6 +29,8 @@ import pandas as pd
 
 #: Frames up to this many rows are converted value by value: faster than pandas' vector calls.
 _SMALL = 64
+#: Object columns up to this many rows are checked value by value to be used as they are.
+_CHECKED = 4096
 
 
 def category_text(value: Any) -> Any:
@@ -90,36 +92,36 @@ def model_input(
         ValueError: a numeric feature holds something that is not a number.
     """
     order = [*numeric, *categorical]
+    if _ready(frame, numeric, categorical, order):
+        return frame  # already the model's input (the server builds it so): no copy, no new frame
     missing = [name for name in order if name not in frame.columns]
     if missing:
         raise KeyError(f"the model needs the column(s) {', '.join(map(repr, missing))}")
     columns: dict[str, Any] = {}
-    unchanged = list(frame.columns) == order
     for name in numeric:
-        values = frame[name]
-        numbers = as_numbers(values, name)
-        unchanged = unchanged and numbers is values
-        columns[name] = numbers.to_numpy()
+        columns[name] = as_numbers(frame[name], name).to_numpy()
     for name in categorical:
-        values = frame[name]
-        text = _text_as_is(values)
-        if text is None:
-            unchanged = False
-            text = as_text(values).to_numpy()
-        columns[name] = text
-    if unchanged:
-        return frame  # already the model's input (a server builds it so): no copy, no new frame
-    return pd.DataFrame(columns, index=frame.index, columns=order)
+        columns[name] = pd.Series(as_text(frame[name]).to_numpy(), index=frame.index, dtype=object)
+    # Categories stay object arrays of str (pandas 3 would infer its Arrow-backed text type,
+    # which scikit-learn converts back at every call): the same values, the cheaper form.
+    return pd.DataFrame(columns, index=frame.index)
 
 
-def _text_as_is(values: pd.Series) -> np.ndarray | None:
-    """The column's array when it already holds only text and NaN, else None."""
-    if isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is np.nan:
-        return values.to_numpy()  # pandas 3's text dtype: text, and NaN where missing
-    if values.dtype != object or len(values) > _SMALL:
-        return None
-    array = values.to_numpy()
-    for value in array:
-        if not isinstance(value, str) and not (isinstance(value, float) and value != value):
-            return None
-    return array
+def _ready(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], order: list[str]) -> bool:
+    """Whether `frame` is already exactly the model's input: the features in order, numbers as
+    float64, categories as text with NaN where missing (checked by dtype, and value by value
+    only for small object columns)."""
+    if list(frame.columns) != order:
+        return False
+    dtypes = frame.dtypes.tolist()
+    if any(dtype != np.float64 for dtype in dtypes[: len(numeric)]):
+        return False
+    for offset, dtype in enumerate(dtypes[len(numeric) :]):
+        if isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan:
+            continue
+        if dtype != object or len(frame) > _CHECKED:
+            return False
+        for value in frame.iloc[:, len(numeric) + offset].to_numpy():
+            if not isinstance(value, str) and not (isinstance(value, float) and value != value):
+                return False
+    return True

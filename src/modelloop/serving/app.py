@@ -84,9 +84,11 @@ class _Identify:
     gets a JSON 500 naming the request id, and one log line with its traceback.
     """
 
-    def __init__(self, app: Any, holder: ModelHolder) -> None:
+    def __init__(self, app: Any, holder: ModelHolder, batcher: MicroBatcher, fast: Any) -> None:
         self.app = app
         self.holder = holder
+        self.batcher = batcher
+        self._fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,7 +127,13 @@ class _Identify:
             await response(scope, receive, send_with_ids)
             return
         try:
-            await self.app(scope, receive, send_with_ids)
+            if scope["path"] == "/invocations" and scope["method"] == "POST":
+                # The hot route, straight to its handler: no routing, no Request object, no
+                # dependency solving; FastAPI still documents it (and would serve it the same).
+                response = await self._fast(scope, receive, request_id)
+                await response(scope, receive, send_with_ids)
+            else:
+                await self.app(scope, receive, send_with_ids)
         except Exception:
             logger.exception("request %s failed", request_id)
             if not started:
@@ -135,16 +143,14 @@ class _Identify:
                 await response(scope, receive, send_with_ids)
 
 
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+async def _read_body(content_length: str | None, receive: Receive, limit: int, timeout: float) -> bytes:
     """The whole body, refusing more than `limit` bytes and a body still unfinished after
     `timeout` seconds (a client that never finishes must not hold a connection forever)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
+    if content_length is not None:
+        if not content_length.isdigit():
             raise BadRequest("Content-Length is not a number", problem="bad_request")
-        if int(declared) > limit:
+        if int(content_length) > limit:
             raise _BodyTooLarge()
-    receive = request.receive
     chunks: list[bytes] = []
     size = 0
     try:
@@ -164,6 +170,13 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     except TimeoutError:
         raise _BodyTimeout() from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
@@ -214,16 +227,14 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
     async def bad_data(request: Request, exc: DataError) -> Response:
         return _error(400, "BAD_REQUEST", str(exc), "bad_data")
 
-    @app.exception_handler(_BodyTooLarge)
-    async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
+    def too_large_response() -> Response:
         response = _error(
             413, "PAYLOAD_TOO_LARGE", f"the body is larger than serving.max_body ({max_body:,} bytes)", "too_large"
         )
         response.headers["connection"] = "close"  # do not read the rest of it
         return response
 
-    @app.exception_handler(_BodyTimeout)
-    async def too_slow(request: Request, exc: _BodyTimeout) -> Response:
+    def too_slow_response() -> Response:
         response = _error(
             408,
             "REQUEST_TIMEOUT",
@@ -232,6 +243,14 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
         )
         response.headers["connection"] = "close"
         return response
+
+    @app.exception_handler(_BodyTooLarge)
+    async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
+        return too_large_response()
+
+    @app.exception_handler(_BodyTimeout)
+    async def too_slow(request: Request, exc: _BodyTimeout) -> Response:
+        return too_slow_response()
 
     @app.exception_handler(_Disconnected)
     async def gone(request: Request, exc: _Disconnected) -> Response:
@@ -266,6 +285,35 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
     async def version() -> Response:
         return _JSON({"modelloop": modelloop.__version__, "model": project.name, "version": holder.version})
 
+    async def score_request(scope: Scope, receive: Receive, request_id: str) -> Response:
+        """POST /invocations, whole: a response for every outcome, errors included."""
+        model = holder.current
+        batcher.opened()
+        try:
+            body = await _read_body(_header(scope, b"content-length"), receive, max_body, body_timeout)
+            content_type = _header(scope, b"content-type")
+            if len(body) > _OFFLOAD_BYTES:
+                rows = await asyncio.to_thread(_decode, model, body, content_type)
+            else:
+                rows = _decode(model, body, content_type)
+            predictions = await batcher.score(model, rows, request_id)
+        except BadRequest as exc:
+            return _JSON(exc.to_json(), status_code=exc.status)
+        except _BodyTooLarge:
+            return too_large_response()
+        except _BodyTimeout:
+            return too_slow_response()
+        except _Disconnected:
+            logger.info("client disconnected before sending its whole request %s", request_id)
+            return Response(status_code=499)
+        except ScoringFailed as exc:
+            return _error(500, "MODEL_ERROR", f"{exc}; see the server log for request {request_id}")
+        except LogUnavailable as exc:
+            return _error(503, "LOG_UNAVAILABLE", f"{exc}; nothing was acknowledged, retry later")
+        finally:
+            batcher.closed()
+        return _JSON({"predictions": predictions}, headers={"x-model-version": str(model.version)})
+
     @app.post(
         "/invocations",
         summary="Score rows (MLflow's scoring protocol)",
@@ -273,21 +321,7 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
         responses=error_responses(400, 408, 413, 415, 500, 503),
     )
     async def invocations(request: Request) -> Response:
-        model = holder.current
-        batcher.opened()
-        try:
-            body = await _read_body(request, max_body, body_timeout)
-            content_type = request.headers.get("content-type")
-            if len(body) > _OFFLOAD_BYTES:
-                rows = await asyncio.to_thread(_decode, model, body, content_type)
-            else:
-                rows = _decode(model, body, content_type)
-            predictions = await batcher.score(model, rows, request.state.request_id)
-        finally:
-            batcher.closed()
-        return _JSON(
-            {"predictions": predictions}, headers={"x-model-version": str(model.version)}
-        )
+        return await score_request(request.scope, request.receive, request.state.request_id)
 
     @app.post(
         "/labels",
@@ -296,7 +330,7 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
         responses=error_responses(400, 408, 413, 415),
     )
     async def labels(request: Request) -> Response:
-        body = await _read_body(request, max_body, body_timeout)
+        body = await _read_body(request.headers.get("content-length"), request.receive, max_body, body_timeout)
         columns = parse_labels(body, request.headers.get("content-type"))
         data = project.config.data
         ids, targets, skipped = validate_labels(
@@ -309,7 +343,7 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
         stored = await asyncio.to_thread(project.store_labels, ids, targets) if ids else 0
         return _JSON({"stored": stored, "skipped": skipped})
 
-    return _Identify(app, holder)
+    return _Identify(app, holder, batcher, score_request)
 
 
 def _quiet_gc() -> None:

@@ -35,6 +35,8 @@ logger = logging.getLogger("modelloop.serving")
 
 #: Batches this large get every core for the model call (small ones run on one thread).
 BIG_BATCH_ROWS = 4096
+#: Requests up to this many rows may be scored on the event loop's thread when nothing else waits.
+INLINE_ROWS = 64
 #: How long a peak of concurrent requests is remembered (seconds) before it is measured anew.
 _PEAK_MEMORY = 1.0
 _NAN = float("nan")
@@ -120,7 +122,10 @@ class MicroBatcher:
         return await future
 
     async def _run(self) -> None:
+        """Form batches and score them one at a time, each on the scoring thread (or inline when
+        a lone client is all there is), logging each before its answers leave."""
         loop = asyncio.get_running_loop()
+        _one_native_thread()  # this (the event loop's) thread may score inline
         stopping = False
         while not stopping:
             first = await self._queue.get()
@@ -145,24 +150,36 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 size += item.rows.n_rows
-            outcomes = await loop.run_in_executor(self._executor, self._process, batch)
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                if pending.future.done():  # the client went away
-                    continue
-                if isinstance(outcome, BaseException):
-                    pending.future.set_exception(outcome)
-                else:
-                    pending.future.set_result(outcome)
+            await self._score_then_log(loop, batch)
         # Drain: whatever was queued behind the stop still gets its answer.
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
-                outcome = (await loop.run_in_executor(self._executor, self._process, [item]))[0]
-                if not item.future.done():
-                    if isinstance(outcome, BaseException):
-                        item.future.set_exception(outcome)
-                    else:
-                        item.future.set_result(outcome)
+                await self._score_then_log(loop, [item])
+
+    async def _score_then_log(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        if self._inline(batch):
+            # One client, one small request, nobody else in flight: score and log right here.
+            # Handing it to another thread would cost more than the work: on a virtual machine
+            # waking an idle core takes about a millisecond, twice per request.
+            answers = self._log_batch(self._predict_batch(batch))
+        else:
+            answers = await loop.run_in_executor(self._executor, self._process, batch)
+        for pending, outcome in zip(batch, answers, strict=True):
+            if pending.future.done():  # the client went away
+                continue
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+
+    def _inline(self, batch: list[_Pending]) -> bool:
+        return (
+            len(batch) == 1
+            and self.open <= 1
+            and self._expected() <= 1
+            and batch[0].rows.n_rows <= INLINE_ROWS
+        )
 
     def _expected(self) -> int:
         """How many requests a batch can expect: the recent peak of open requests."""
@@ -170,28 +187,20 @@ class MicroBatcher:
             self._peak, self._peak_at = self.open, time.monotonic()
         return max(1, self._peak)
 
-    # -- on the scoring thread ------------------------------------------------------------------
+    # -- on the scoring thread (or inline, see `_inline`) ----------------------------------------
     def _process(self, batch: list[_Pending]) -> list[list[float] | BaseException]:
-        outcomes: list[list[float] | BaseException] = [ScoringFailed("not scored")] * len(batch)
-        scored: list[tuple[int, Scored]] = []
+        return self._log_batch(self._predict_batch(batch))
+
+    def _predict_batch(self, batch: list[_Pending]) -> list[Scored | BaseException]:
+        outcomes: list[Scored | BaseException] = [ScoringFailed("not scored")] * len(batch)
         for model, members in _by_model(batch):
             predictions = self._predict(model, [batch[i] for i in members])
             for i, values in zip(members, predictions, strict=True):
-                if isinstance(values, BaseException):
-                    outcomes[i] = values
-                else:
-                    scored.append((i, Scored(batch[i].request_id, model.version, batch[i].rows, values)))
-        if scored:
-            try:
-                self.prediction_logger.log([s for _, s in scored])
-            except Exception as exc:
-                logger.exception("the prediction log could not be written")
-                failure = LogUnavailable(f"the prediction log could not be written: {exc}")
-                for i, _ in scored:
-                    outcomes[i] = failure
-            else:
-                for i, s in scored:
-                    outcomes[i] = s.predictions
+                outcomes[i] = (
+                    values
+                    if isinstance(values, BaseException)
+                    else Scored(batch[i].request_id, model.version, batch[i].rows, values)
+                )
         stats = self.stats
         stats.batches += 1
         stats.requests += len(batch)
@@ -199,6 +208,17 @@ class MicroBatcher:
         stats.rows += rows
         stats.largest = max(stats.largest, rows)
         return outcomes
+
+    def _log_batch(self, outcomes: list[Scored | BaseException]) -> list[list[float] | BaseException]:
+        scored = [o for o in outcomes if isinstance(o, Scored)]
+        if scored:
+            try:
+                self.prediction_logger.log(scored)
+            except Exception as exc:
+                logger.exception("the prediction log could not be written")
+                failure = LogUnavailable(f"the prediction log could not be written: {exc}")
+                return [failure if isinstance(o, Scored) else o for o in outcomes]
+        return [o.predictions if isinstance(o, Scored) else o for o in outcomes]
 
     def _predict(self, model: ServedModel, members: list[_Pending]) -> list[list[float] | BaseException]:
         try:
@@ -219,7 +239,7 @@ class MicroBatcher:
 
 
 def _one_native_thread() -> None:
-    """Cap OpenMP at one thread for this (the scoring) thread, once, at its start.
+    """Cap OpenMP at one thread for this (a scoring) thread, once, at its start.
 
     A small batch scored on every core spends more on waking and spinning threads than on the
     model, and competes with the event loop for the same cores; a per-call limit would cost
@@ -228,6 +248,13 @@ def _one_native_thread() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="openmp")
+    try:
+        import sklearn
+    except ImportError:  # a model that is not scikit-learn's
+        return
+    # Also per thread: the rows were validated (finite numbers, or NaN where missing) and the
+    # estimator's parameters when it was fitted, so scikit-learn need not check either again.
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
 
 
 def _by_model(batch: list[_Pending]) -> list[tuple[ServedModel, list[int]]]:
@@ -252,8 +279,9 @@ def _score(model: ServedModel, requests: list[ValidRows]) -> np.ndarray:
             requests[0].features[name] if len(requests) == 1
             else chain.from_iterable(r.features[name] for r in requests)
         )
-        # Missing as NaN already, so the model's normalisation finds nothing left to do.
-        columns[name] = np.array([_NAN if v is None else v for v in values], dtype=object)
+        # Text with NaN where missing, as an object column: the model's normalisation finds
+        # nothing left to do, and scikit-learn takes object columns as they are.
+        columns[name] = pd.Series([_NAN if v is None else v for v in values], dtype=object)
     frame = pd.DataFrame(columns, copy=False)
     rows = len(frame)
     limit: Any = nullcontext()

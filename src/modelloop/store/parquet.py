@@ -28,6 +28,7 @@ from modelloop.errors import DataError, ModelloopError
 from modelloop.store import wal
 from modelloop.store.logs import (
     _EPOCH,
+    _YIELD_EVERY,
     _bound,
     _decode,
     _LogStoreBase,
@@ -36,6 +37,7 @@ from modelloop.store.logs import (
     _records_table,
     _to_datetime,
     _utcnow,
+    yield_gil,
 )
 from modelloop.store.wal import fsync_dir as _fsync_dir
 from modelloop.store.wal import make_dirs as _make_dirs
@@ -291,7 +293,9 @@ class ParquetLogStore(_LogStoreBase):
                 path,
             )
         by_day: dict[int, list[_Record]] = {}
-        for record in _decode_all(payloads, path):
+        for count, record in enumerate(_decode_all(payloads, path), start=1):
+            if count % _YIELD_EVERY == 0:
+                yield_gil()
             for day, piece in _split_by_day(record, self.timestamp_column):
                 by_day.setdefault(day, []).append(piece)
         name = _part_name(path.name[: -len(wal.SUFFIX)], _WAL_TAG)
@@ -678,7 +682,9 @@ def _quote(identifier: str) -> str:
 
 def _decode_all(payloads: Sequence[bytes], source: Path) -> list[_Record]:
     records: list[_Record] = []
-    for payload in payloads:
+    for count, payload in enumerate(payloads, start=1):
+        if count % _YIELD_EVERY == 0:
+            yield_gil()
         try:
             records.append(_decode(payload, source))
         except DataError as exc:  # its CRC held, so it is not a torn write: say so, keep the rest
