@@ -198,7 +198,9 @@ def run_wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2, help="A B pairs per concurrency")
     parser.add_argument("--keep", type=Path, default=None, help="build (or reuse) the project here")
@@ -249,7 +251,8 @@ def main() -> None:
                     one = run_wrk(url, concurrency, args.seconds, script)
                     one["cpu_ms"] = (cpu_seconds(proc.pid) - before) * 1000 / max(one["requests"], 1)
                     results.setdefault((name, concurrency), []).append(one)
-                    print(f"  c={concurrency:<3} {name:<10} {one['rps']:8.1f} req/s  p50 {one['p50']:7.2f} ms  "
+                    print(f"  c={concurrency:<3} {name:<10} {one['rps']:8.1f} req/s  "
+                          f"p50 {one['p50']:7.2f} ms  "
                           f"p99 {one['p99']:8.2f} ms  errors {one['errors']:.0f}  "
                           f"cpu {one['cpu_ms']:.2f} ms/req", flush=True)
     finally:

@@ -184,7 +184,9 @@ class ServingConfig(_Section):
 class ScoringConfig(_Section):
     """Where `modelloop score` with no arguments (and a scheduled score) reads and writes."""
 
-    input: str | None = Field(default=None, description="CSV or Parquet to score (relative to the project file)")
+    input: str | None = Field(
+        default=None, description="CSV or Parquet to score (relative to the project file)"
+    )
     output: str | None = Field(default=None, description="where the scored rows go (CSV or Parquet)")
 
 

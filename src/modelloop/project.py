@@ -292,10 +292,12 @@ class Project:
         empty_ids = frame[data.id].isna().to_numpy()
         if empty_ids[keep].any():
             rows = [i for i in keep if empty_ids[i]][:5]
-            raise DataError(f"column {data.id!r} is empty in {int(empty_ids[keep].sum())} row(s) (rows {rows})")
-        stored = self.logs.append_labels(
-            pd.DataFrame({data.id: frame[data.id].iloc[keep].tolist(), data.target: [targets[i] for i in keep]})
-        ) if keep else 0
+            count = int(empty_ids[keep].sum())
+            raise DataError(f"column {data.id!r} is empty in {count} row(s) (rows {rows})")
+        kept = pd.DataFrame(
+            {data.id: frame[data.id].iloc[keep].tolist(), data.target: [targets[i] for i in keep]}
+        )
+        stored = self.logs.append_labels(kept) if keep else 0
         return stored, len(frame) - len(keep)
 
     def ingest_labels_file(self, path: Path) -> tuple[int, int]:

@@ -107,7 +107,8 @@ def test_sigkill_under_load_three_times_loses_no_acknowledged_row(served: Path) 
         pq.ParquetFile(path).metadata  # noqa: B018 - every file must be readable
     assert all(f.parent.name.startswith("date=") for f in parquet)
     rows = duckdb.sql(
-        "SELECT _request_id, row_id FROM read_parquet(?, union_by_name = true)", params=[[str(f) for f in parquet]]
+        "SELECT _request_id, row_id FROM read_parquet(?, union_by_name = true)",
+        params=[[str(f) for f in parquet]],
     ).fetchall()
     logged: dict[str, list[str]] = {}
     for request_id, row_id in rows:

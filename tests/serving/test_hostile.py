@@ -64,14 +64,17 @@ INVOCATIONS: list[tuple[str, Callable[[], bytes], str, int, str]] = [
     ("id an object", lambda: records(flight_id={"$ne": 1}), "application/json", 400, "flight_id"),
     ("id a float", lambda: records(flight_id=1.5), "application/json", 400, "flight_id"),
     ("id too long", lambda: records(flight_id="F" * 65), "application/json", 400, "max_value_length"),
-    ("timestamp unparseable", lambda: records(sched_dep="yesterday-ish"), "application/json", 400, "sched_dep"),
-    ("timestamp a bare integer", lambda: records(sched_dep=1709280000), "application/json", 400, "bare number"),
+    ("timestamp unparseable", lambda: records(sched_dep="yesterday-ish"), "application/json", 400,
+     "sched_dep"),
+    ("timestamp a bare integer", lambda: records(sched_dep=1709280000), "application/json", 400,
+     "bare number"),
     ("timestamp in the future", lambda: records(sched_dep="2999-01-01T00:00:00"), "application/json", 400,
      "max_clock_skew"),
     ("timestamp a list", lambda: records(sched_dep=["2024-03-01"]), "application/json", 400, "sched_dep"),
     ("number past float range", lambda: b'{"dataframe_records": [{"hour": 1e999}]}', "application/json", 400,
      "not valid JSON"),
-    ("4,400 digits", lambda: b'{"dataframe_records": [{"hour": ' + b"7" * 4400 + b"}]}", "application/json", 400,
+    ("4,400 digits", lambda: b'{"dataframe_records": [{"hour": ' + b"7" * 4400 + b"}]}",
+     "application/json", 400,
      "not valid JSON"),
     ("numeric text past float range", lambda: records(hour="1e999"), "application/json", 400, "finite"),
     ("NaN text", lambda: records(distance="nan"), "application/json", 400, "distance"),
@@ -223,7 +226,8 @@ def test_a_client_that_hangs_up_mid_body_costs_one_log_line(
 def test_a_bad_request_id_header_is_refused(strict: tuple[Project, BackgroundServer]) -> None:
     _, server = strict
     answer = httpx.post(f"{server.url}/invocations", content=records(),
-                        headers={"content-type": "application/json", "x-request-id": "a b\tc" * 40}, timeout=10)
+                        headers={"content-type": "application/json", "x-request-id": "a b\tc" * 40},
+                        timeout=10)
     assert answer.status_code == 400
     assert answer.json()["problem"] == "bad_request_id"
 

@@ -39,7 +39,8 @@ def test_no_generated_request_gets_a_server_error(server: BackgroundServer) -> N
                   database=None)
         def fuzz(case: Any) -> None:
             response = case.call(base_url=server.url, timeout=30)
-            assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:300])
+            assert response.status_code < 500, (
+                case.method, case.path, response.status_code, response.text[:300])
 
         fuzz()
         checked.append(operation.label)

@@ -218,7 +218,7 @@ def label_value(value: Any, task: str) -> float | int | None:
             number = float(text)
         except ValueError:
             raise ValueError("must be a number") from None
-    elif isinstance(value, (bool, np.bool_)) or isinstance(value, (int, float, np.integer, np.floating)):
+    elif isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
         number = float(value)
     else:
         try:

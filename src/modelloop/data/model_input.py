@@ -119,7 +119,7 @@ def _ready(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[st
     for offset, dtype in enumerate(dtypes[len(numeric) :]):
         if isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan:
             continue
-        if dtype != object or len(frame) > _CHECKED:
+        if dtype != np.dtype(object) or len(frame) > _CHECKED:
             return False
         for value in frame.iloc[:, len(numeric) + offset].to_numpy():
             if not isinstance(value, str) and not (isinstance(value, float) and value != value):

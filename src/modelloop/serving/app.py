@@ -138,7 +138,9 @@ class _Identify:
             logger.exception("request %s failed", request_id)
             if not started:
                 response = _error(
-                    500, "INTERNAL_ERROR", f"internal server error; see the server log for request {request_id}"
+                    500,
+                    "INTERNAL_ERROR",
+                    f"internal server error; see the server log for request {request_id}",
                 )
                 await response(scope, receive, send_with_ids)
 
@@ -199,7 +201,9 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         replayed = await asyncio.to_thread(project.logs.recover)
         if replayed:
-            logger.warning("replayed %d logged row(s) a previous server acknowledged before it stopped", replayed)
+            logger.warning(
+                "replayed %d logged row(s) a previous server acknowledged before it stopped", replayed
+            )
         await batcher.start()
         _quiet_gc()
         try:
@@ -229,7 +233,10 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
 
     def too_large_response() -> Response:
         response = _error(
-            413, "PAYLOAD_TOO_LARGE", f"the body is larger than serving.max_body ({max_body:,} bytes)", "too_large"
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"the body is larger than serving.max_body ({max_body:,} bytes)",
+            "too_large",
         )
         response.headers["connection"] = "close"  # do not read the rest of it
         return response
@@ -330,7 +337,8 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
         responses=error_responses(400, 408, 413, 415),
     )
     async def labels(request: Request) -> Response:
-        body = await _read_body(request.headers.get("content-length"), request.receive, max_body, body_timeout)
+        length = request.headers.get("content-length")
+        body = await _read_body(length, request.receive, max_body, body_timeout)
         columns = parse_labels(body, request.headers.get("content-type"))
         data = project.config.data
         ids, targets, skipped = validate_labels(

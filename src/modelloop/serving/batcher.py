@@ -225,7 +225,9 @@ class MicroBatcher:
             values = _score(model, [p.rows for p in members])
         except Exception as exc:
             if len(members) == 1:
-                logger.exception("version %s failed to score request %s", model.version, members[0].request_id)
+                logger.exception(
+                    "version %s failed to score request %s", model.version, members[0].request_id
+                )
                 return [ScoringFailed(f"version {model.version} failed to score the rows: {exc}")]
             # One request must not fail its neighbours: score them one by one.
             return [self._predict(model, [p])[0] for p in members]

@@ -94,7 +94,8 @@ def _split(payload: Any) -> Columns:
             )
     if not data:
         return Columns({name: [] for name in names}, 0)
-    return Columns({name: list(values) for name, values in zip(names, zip(*data), strict=True)}, len(data))
+    columns = zip(*data, strict=True)  # every row has `width` values: checked above
+    return Columns({name: list(values) for name, values in zip(names, columns, strict=True)}, len(data))
 
 
 def _columnar(payload: Any, where: str) -> Columns:

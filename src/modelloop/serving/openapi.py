@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-_SCALAR: dict[str, Any] = {"nullable": True, "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+_SCALAR: dict[str, Any] = {
+    "nullable": True,
+    "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+}
 _ROW: dict[str, Any] = {"type": "object", "additionalProperties": _SCALAR}
 _ROWS: dict[str, Any] = {"type": "array", "items": _ROW}
 _COLUMNS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "array", "items": _SCALAR}}

@@ -143,7 +143,7 @@ def parse_time(value: Any) -> datetime:
     """An ISO 8601 date or time (naive UTC out; an offset is converted)."""
     if value is None:
         raise _Invalid("is empty", "null")
-    if isinstance(value, bool) or isinstance(value, (int, float)):
+    if isinstance(value, (bool, int, float)):
         raise _Invalid(
             "is a bare number, not a date or time (send ISO 8601, e.g. 2013-03-01T05:15:00)", "wrong_type"
         )
@@ -268,7 +268,8 @@ class RequestValidator:
             errors.append(_ColumnError(missing[0], "missing_column", f"column {missing[0]!r} is missing"))
         elif missing:
             names = ", ".join(map(repr, missing))
-            errors.append(_ColumnError(missing[0], "missing_column", f"{len(missing)} columns are missing: {names}"))
+            message = f"{len(missing)} columns are missing: {names}"
+            errors.append(_ColumnError(missing[0], "missing_column", message))
         features: dict[str, list[Any]] = {}
         for name, convert, nullable in self._checks:
             if name in columns:
