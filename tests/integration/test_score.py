@@ -39,7 +39,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 def plain_mlflow(root: Path, version: int, rows: pd.DataFrame) -> np.ndarray:
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{root / '.modelloop' / 'mlflow.db'}")
+    uri = f"sqlite:///{root / '.modelloop' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # another test in this process may have pointed it elsewhere
     model = mlflow.pyfunc.load_model(f"models:/synthetic-loop/{version}")
     return np.asarray(model.predict(rows), dtype="float64")
 

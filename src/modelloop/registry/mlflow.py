@@ -64,13 +64,19 @@ class MlflowRegistry:
     @property
     def _client(self) -> Any:
         if self._client_obj is None:
-            import mlflow
             from mlflow import MlflowClient
 
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.tracking_uri)
+            self._point_mlflow_here()
             self._client_obj = MlflowClient(self.tracking_uri, self.tracking_uri)
         return self._client_obj
+
+    def _point_mlflow_here(self) -> None:
+        """MLflow's fluent calls (log_model, load_model, artifacts) read process-wide URIs: set
+        them to this store before each, in case another registry in the process moved them."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
 
     def _call(
         self,
@@ -136,6 +142,7 @@ class MlflowRegistry:
         from mlflow.types.schema import AnyType, ColSpec, Schema
 
         client = self._client
+        self._point_mlflow_here()
         # Every feature is required, of any type: the model's own normalisation (shipped in the
         # artifact) decides what a value means, so a CSV's int column where training saw floats
         # is not an error, as MLflow's type enforcement would make it.
@@ -254,7 +261,7 @@ class MlflowRegistry:
 
                 import mlflow
 
-                self._client  # noqa: B018  (sets the tracking and registry URIs)
+                self._point_mlflow_here()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # MLflow's type-hint advice
                     pyfunc = self._call(
@@ -270,7 +277,7 @@ class MlflowRegistry:
             import mlflow
 
             run_id = self.get_version(name, version).run_id
-            self._client  # noqa: B018
+            self._point_mlflow_here()
             self._json[key] = self._call(
                 f"model {name!r} version {version} artifact {artifact}",
                 lambda: mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}"),
