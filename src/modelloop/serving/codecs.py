@@ -152,20 +152,21 @@ def _csv(body: bytes) -> Columns:
 
 
 def media_type(content_type: str | None) -> str:
-    return (content_type or "application/json").split(";")[0].strip().lower()
-
-
-def parse_invocation(body: bytes, content_type: str | None) -> Columns:
-    """Decode a POST /invocations body as MLflow's scoring server does."""
-    kind = media_type(content_type)
-    if kind == "text/csv":
-        return _csv(body)
-    if kind != "application/json":
+    """"application/json" (also when none is given) or "text/csv"; anything else is a 415."""
+    kind = (content_type or "application/json").split(";")[0].strip().lower()
+    if kind not in ("application/json", "text/csv"):
         raise BadRequest(
             f"unsupported content type {kind!r}: send application/json or text/csv",
             problem="unsupported_media_type",
             status=415,
         )
+    return kind
+
+
+def parse_invocation(body: bytes, content_type: str | None) -> Columns:
+    """Decode a POST /invocations body as MLflow's scoring server does."""
+    if media_type(content_type) == "text/csv":
+        return _csv(body)
     payload = loads(body)
     if not isinstance(payload, dict):
         raise BadRequest(
@@ -189,15 +190,8 @@ def parse_invocation(body: bytes, content_type: str | None) -> Columns:
 
 def parse_labels(body: bytes, content_type: str | None = None) -> Columns:
     """POST /labels: a JSON list of {id, target} objects, or {"labels": [...]}, or CSV."""
-    kind = media_type(content_type)
-    if kind == "text/csv":
+    if media_type(content_type) == "text/csv":
         return _csv(body)
-    if kind != "application/json":
-        raise BadRequest(
-            f"unsupported content type {kind!r}: send application/json or text/csv",
-            problem="unsupported_media_type",
-            status=415,
-        )
     payload = loads(body)
     if isinstance(payload, dict):
         for key in ("labels", "dataframe_records", "records"):
