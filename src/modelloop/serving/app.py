@@ -76,8 +76,10 @@ def _error(status: int, code: str, message: str, problem: str | None = None, **e
     return _JSON(body, status_code=status)
 
 
-class _Identify:
-    """Pure ASGI middleware: every response gets X-Request-Id and X-Model-Version.
+class ScoringApp:
+    """The ASGI app `modelloop serve` runs: the FastAPI app behind a pure ASGI layer that gives
+    every response X-Request-Id and X-Model-Version and sends the hot route straight to its
+    handler. `holder` is the served version (swap it to serve another), `batcher` its batcher.
 
     A client's X-Request-Id is kept when it is a sane token (it ends up in the log); anything
     else gets a 400 before the app runs. An exception that escapes the app (a bug of ours) still
@@ -181,7 +183,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
+def create_app(project: Project, *, holder: ModelHolder | None = None) -> ScoringApp:
     """The ASGI app for `project`'s champion (loaded and warmed now, so a broken model fails at
     start, not on the first request)."""
     import modelloop
@@ -220,8 +222,6 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
         redoc_url=None,
         default_response_class=_JSON,
     )
-    app.state.holder = holder
-    app.state.batcher = batcher
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
@@ -351,7 +351,7 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Any:
         stored = await asyncio.to_thread(project.store_labels, ids, targets) if ids else 0
         return _JSON({"stored": stored, "skipped": skipped})
 
-    return _Identify(app, holder, batcher, score_request)
+    return ScoringApp(app, holder, batcher, score_request)
 
 
 def _quiet_gc() -> None:
