@@ -33,6 +33,9 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="flock, SIGKILL and /
 
 def parquet_store(root: Path, **options: Any) -> ParquetLogStore:
     options.setdefault("flush_interval", 3600)  # tests flush by hand unless they say otherwise
+    # In-process unless a test says otherwise: many patch the module, which a worker would not see
+    # (tests/store/test_flush_worker.py covers the worker).
+    options.setdefault("flush_in_worker", False)
     return ParquetLogStore(root, "flights", **COLUMNS, **options)
 
 
@@ -85,6 +88,7 @@ def die(store: ParquetLogStore) -> None:
     assert store._writer is not None
     store._stop.set()
     store._closed = True
+    store._drop_pool()  # a SIGKILL'd server's worker exits too (see test_flush_worker.py)
     store._writer.abandon()
 
 
@@ -767,11 +771,13 @@ def test_check_suite_catches_an_adapter_that_turns_ids_into_text() -> None:
 # -- killed at random moments -----------------------------------------------------------------
 
 
-def start_writer(root: Path, prefix: str) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None]]:
+def start_writer(
+    root: Path, prefix: str, where: str
+) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None]]:
     helper = Path(__file__).with_name("wal_crash_writer.py")
     env = {**os.environ, "PYTHONPATH": SRC}
     process = subprocess.Popen(
-        [sys.executable, str(helper), str(root), prefix, "30"],
+        [sys.executable, str(helper), str(root), prefix, "30", where],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -788,23 +794,52 @@ def start_writer(root: Path, prefix: str) -> tuple[subprocess.Popen[bytes], queu
     return process, lines
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (the flush worker, multiprocessing's resource tracker)."""
+    found: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def exited(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 @posix_only
-def test_acknowledged_requests_survive_sigkill_at_random_moments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["worker", "in-process"])
+def test_acknowledged_requests_survive_sigkill_at_random_moments(tmp_path: Path, where: str) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     acknowledged: set[str] = set()
     for run in range(3):
-        process, lines = start_writer(tmp_path, f"run{run}")
+        process, lines = start_writer(tmp_path, f"run{run}", where)
         try:
             first = lines.get(timeout=120)
             assert first == b"ready\n", (first, process.stderr.read() if process.stderr else b"")
-            time.sleep(rng.uniform(0.3, 2.0))
+            # With a worker: often after it has started (a second or so), so it is killed mid-flush.
+            time.sleep(rng.uniform(0.3, 2.0) + (rng.uniform(0, 1.5) if where == "worker" else 0))
+            started = children(process.pid) if Path("/proc").is_dir() else []
             os.kill(process.pid, signal.SIGKILL)
             assert process.wait(timeout=60) == -signal.SIGKILL, f"seed {seed}: the writer stopped early"
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=60)
+        if where == "worker" and Path("/proc").is_dir():
+            assert started, f"seed {seed}: the writer started no flush worker"
+        deadline = time.monotonic() + 10
+        while not all(exited(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(exited(pid) for pid in started), f"seed {seed}: a child outlived the killed writer"
         before = len(acknowledged)
         while (line := lines.get(timeout=60)) is not None:
             if line.endswith(b"\n"):  # a line cut by the kill was not acknowledged

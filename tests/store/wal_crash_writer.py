@@ -1,6 +1,7 @@
 """A server stand-in for the crash test: appends requests until it is killed.
 
-Run as `python wal_crash_writer.py ROOT PREFIX SECONDS`. It recovers the log first (as the
+Run as `python wal_crash_writer.py ROOT PREFIX SECONDS [worker|in-process]` (where the flusher
+converts the WAL: a worker process, the default, or this one). It recovers the log first (as the
 server does at start), prints `ready`, then two threads append small batches of requests to a
 real `ParquetLogStore` flushing every 50 ms, and print each request id once `append_requests`
 returned: that line is the acknowledgment. A request id ends in its row count, so the test
@@ -38,6 +39,7 @@ def request(prefix: str, index: int) -> LoggedRequest:
 
 def main() -> None:
     root, prefix, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    where = sys.argv[4] if len(sys.argv) > 4 else "worker"
     store = ParquetLogStore(
         root,
         "flights",
@@ -45,6 +47,7 @@ def main() -> None:
         timestamp_column="sched_dep",
         target_column="delayed",
         flush_interval=0.05,
+        flush_in_worker=where == "worker",
     )
     store.recover()
     print("ready", flush=True)

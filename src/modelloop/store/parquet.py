@@ -7,14 +7,18 @@ and compaction merges small files. The CLI and the server reach it only through 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import multiprocessing
 import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -66,6 +70,7 @@ _MERGES_PER_ROUND = 16
 _ROW_GROUP = 1 << 20
 
 _READ_ATTEMPTS = 20
+_PARENT_CHECK = 0.1  # seconds: how soon the flush worker of a killed server notices and exits
 _EPOCH_DAY = date(1970, 1, 1)
 _DAY_US = 86_400_000_000
 
@@ -94,8 +99,31 @@ class ParquetLogStore(_LogStoreBase):
     at all); it fsyncs those partitions, and only then deletes the segment.
 
     Recovery (`recover()`): writers whose lock is free died (or closed without their rows
-    moved); each of their segments is flushed as above, then their directory goes. Temp files
-    of dead writers go too, and a compaction a crash interrupted is finished or undone.
+    moved), and so did their flush worker, which holds the same lock; each of their segments is
+    flushed as above, then their directory goes. Temp files of dead writers go too, and a
+    compaction a crash interrupted is finished or undone.
+
+    The flush worker. Converting a segment is pure Python over every record (about a second of
+    CPU for 24,000 requests), and the allocations trigger full garbage collections: in a
+    server's process it would hold the GIL and stall requests. So the flusher rotates the
+    segment here (this process owns the writer) and hands the rest, the conversion and the
+    compaction (`_move`, the same code either way), to one worker process, spawned (a fork
+    would copy a server's threads' locks mid-use) when the flusher starts, so its imports are
+    paid before the first flush; `flush()` waits for it without holding the GIL.
+    `flush_in_worker=False` keeps all of it in this process; `close()` and `recover()` always
+    work here. If the worker dies or fails with an OSError, the flush is done again here, with
+    one warning: a segment it finished is gone and skipped, a date whose file it wrote is
+    skipped, a merge it left midway is settled by its journal, and its temp files are removed.
+
+    Why an orphaned worker is harmless. The worker inherits the writer's lock descriptor, so
+    the two hold one flock and the writer counts as alive until both have exited: a `recover()`
+    never flushes a segment the worker of a killed server may still be flushing (and leaves
+    that writer for the next `recover()`; reads see its rows in the WAL meanwhile). Two
+    flushers of one segment could write rows twice: one finishes, its file is merged and
+    deleted, and the other, working from what it read before, writes the file again. The
+    orphan sees its parent id change within 0.1 s and exits at once, leaving what a crash
+    leaves, which the steps above settle: names that depend on the segment alone, atomic
+    renames, unlinks that tolerate a missing file.
 
     Compaction keeps a partition at a handful of files whatever the traffic. Files are merged
     with their neighbours only (so rows with equal timestamps keep their logging order),
@@ -139,6 +167,7 @@ class ParquetLogStore(_LogStoreBase):
         timestamp_column: str,
         target_column: str,
         flush_interval: float | timedelta = 10.0,
+        flush_in_worker: bool = True,
     ) -> None:
         super().__init__(
             model,
@@ -161,8 +190,11 @@ class ParquetLogStore(_LogStoreBase):
         self.wal_dir = self.predictions_dir / _WAL_DIR
         self.compaction_dir = self.predictions_dir / _COMPACTION_DIR
         self.flush_interval = interval
+        self.flush_in_worker = flush_in_worker
         self._setup_lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
         self._stop = threading.Event()
         self._writer: wal.WriterLog | None = None
         self._flusher: threading.Thread | None = None
@@ -173,17 +205,37 @@ class ParquetLogStore(_LogStoreBase):
     # -- the write-ahead log ----------------------------------------------------------------
 
     def flush(self) -> None:
-        """Move every acknowledged WAL row of this store into Parquet now, then compact."""
+        """Move every acknowledged WAL row of this store into Parquet now, then compact.
+
+        The rotation happens here; the rest runs in the flush worker when there is one (this
+        thread waits without holding the GIL), and here if the worker fails.
+        """
         with self._flush_lock:
             writer = self._writer
             if writer is None:
                 return
             writer.rotate()
-            for path in writer.closed_segments():
-                _rows, touched = self._flush_segment(path, writer.writer)
-                writer.forget(path)
-                self._to_compact |= touched
-            self._compact_pending(writer.writer)
+            segments = writer.closed_segments()
+            if not (segments or self._to_compact):
+                return
+            try:
+                if self._flush_in_worker(writer, segments):
+                    return
+            except BrokenProcessPool as exc:
+                logger.warning(
+                    "the flush worker of the prediction log under %s died (%s); flushing here instead",
+                    self.predictions_dir,
+                    exc,
+                )
+                self._drop_pool()
+                self._remove_stale_temps(writer.writer, mine_too=True)  # what it was writing
+            except OSError as exc:
+                logger.warning(
+                    "the flush worker of the prediction log under %s failed (%s); flushing here instead",
+                    self.predictions_dir,
+                    exc,
+                )
+            self._move(segments, writer.writer, done=writer.forget)
 
     def recover(self) -> int:
         """Replay the WAL of every dead writer into Parquet, exactly once; returns rows replayed.
@@ -232,6 +284,8 @@ class ParquetLogStore(_LogStoreBase):
         self._stop.set()
         if flusher is not None:
             flusher.join()
+        with self._flush_lock:  # a flush running in another thread ends before the worker goes
+            self._drop_pool()
         if writer is None:
             return
         writer.seal()
@@ -261,6 +315,17 @@ class ParquetLogStore(_LogStoreBase):
             return self._writer
 
     def _flush_loop(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            try:
+                self._pool(writer)  # a fresh interpreter takes a second or two to import pyarrow
+            except OSError as exc:
+                logger.warning(
+                    "could not start the flush worker of the prediction log under %s (%s); "
+                    "flushes will try again and run here meanwhile",
+                    self.predictions_dir,
+                    exc,
+                )
         while not self._stop.wait(self.flush_interval):
             writer = self._writer
             if writer is None or not (writer.has_records() or self._to_compact):
@@ -273,6 +338,75 @@ class ParquetLogStore(_LogStoreBase):
                     self.wal_dir,
                     self.flush_interval,
                 )
+
+    # -- the flush worker -------------------------------------------------------------------
+
+    def _pool(self, writer: wal.WriterLog) -> ProcessPoolExecutor | None:
+        """The flush worker, started (and warming up) on first use; None if flushes stay here."""
+        with self._pool_lock:
+            if not self.flush_in_worker or self._closed:
+                return None
+            if self._executor is None:
+                executor = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),  # never fork: a server has threads
+                    initializer=_start_worker,
+                    initargs=(os.getpid(), writer.shared_lock()),
+                )
+                try:
+                    executor.submit(_warm_up)  # spawns the process now
+                except BaseException:
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    raise
+                self._executor = executor
+            return self._executor
+
+    def _drop_pool(self) -> None:
+        """Stop the worker and wait until its process has exited (nothing of it runs on)."""
+        with self._pool_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _flush_in_worker(self, writer: wal.WriterLog, segments: list[Path]) -> bool:
+        """Have the worker move `segments` and compact; False if there is no worker."""
+        executor = self._pool(writer)
+        if executor is None:
+            return False
+        job = _FlushJob(
+            root=str(self.root),
+            model=self.model,
+            id_column=self.id_column,
+            timestamp_column=self.timestamp_column,
+            target_column=self.target_column,
+            segments=tuple(str(p) for p in segments),
+            tag=writer.writer,
+            to_compact=tuple(sorted(self._to_compact)),
+            damaged=tuple(sorted(self._damaged)),
+        )
+        done = executor.submit(_run_flush_job, job).result()
+        for record in done.logs:
+            logging.getLogger(record.name).handle(record)
+        for path in segments:
+            writer.forget(path)
+        self._to_compact = set(done.to_compact)
+        self._damaged = set(done.damaged)
+        logger.debug("the flush worker (pid %d) moved %d segment(s)", done.pid, len(segments))
+        return True
+
+    def _move(
+        self, segments: Sequence[Path], tag: str, done: Callable[[Path], None] | None = None
+    ) -> None:
+        """Turn closed segments into Parquet, then compact: the heavy half of a flush.
+
+        The one copy of that work, run by the flush worker and by this process alike.
+        """
+        for path in segments:
+            _rows, touched = self._flush_segment(path, tag)
+            self._to_compact |= touched
+            if done is not None:
+                done(path)
+        self._compact_pending(tag)
 
     def _flush_segment(self, path: Path, tag: str) -> tuple[int, set[str]]:
         """Write one closed segment's Parquet files, then delete it: (rows written, partitions)."""
@@ -314,11 +448,13 @@ class ParquetLogStore(_LogStoreBase):
         for directory in synced:
             _fsync_dir(directory)
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        with contextlib.suppress(FileNotFoundError):  # its writer's directory went with it
+            _fsync_dir(path.parent)
         return written, {d.name for d in synced}
 
-    def _remove_stale_temps(self, own: str) -> None:
-        alive: dict[str, bool] = {own: True}
+    def _remove_stale_temps(self, own: str, *, mine_too: bool = False) -> None:
+        """Remove temp files of dead writers (and this writer's, once its dead worker left some)."""
+        alive: dict[str, bool] = {own: not mine_too}
         now = time.time()
         directories = [d for _day, d in _partitions(self.predictions_dir)] + [self.compaction_dir]
         for directory in directories:
@@ -554,6 +690,96 @@ class ParquetLogStore(_LogStoreBase):
     def _read_labels(self) -> pd.DataFrame | None:
         files = [f for _day, d in _partitions(self.labels_dir) for f in _parquet_files(d)]
         return _scan_parquet(files, "*", "", [])
+
+
+# -- the flush worker process --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _FlushJob:
+    """What the worker needs to flush for a store: plain values, pickled to another process."""
+
+    root: str
+    model: str
+    id_column: str
+    timestamp_column: str
+    target_column: str
+    segments: tuple[str, ...]
+    tag: str  # the writer's: temp files carry it, so a recoverer knows whose they are
+    to_compact: tuple[str, ...]
+    damaged: tuple[tuple[str, str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _FlushDone:
+    to_compact: tuple[str, ...]  # partitions left for the next round (another compactor held the lock)
+    damaged: tuple[tuple[str, str, int], ...]
+    pid: int
+    logs: tuple[logging.LogRecord, ...]  # for the server's own handlers: the worker has none
+
+
+def _run_flush_job(job: _FlushJob) -> _FlushDone:
+    """In the worker: the same `_move` a store runs in-process, by a store with no writer of its own."""
+    import logging.handlers
+    import queue
+
+    store = ParquetLogStore(
+        job.root,
+        job.model,
+        id_column=job.id_column,
+        timestamp_column=job.timestamp_column,
+        target_column=job.target_column,
+        flush_in_worker=False,
+    )
+    store._to_compact = set(job.to_compact)
+    store._damaged = set(job.damaged)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = logging.handlers.QueueHandler(records)  # formats each record, so it pickles
+    package = logging.getLogger("modelloop")
+    package.addHandler(handler)
+    try:
+        store._move([Path(p) for p in job.segments], job.tag)
+    finally:
+        package.removeHandler(handler)
+    logs: list[logging.LogRecord] = []
+    while not records.empty():
+        logs.append(records.get())
+    return _FlushDone(
+        tuple(sorted(store._to_compact)), tuple(sorted(store._damaged)), os.getpid(), tuple(logs)
+    )
+
+
+_held: list[wal.SharedLock] = []  # the worker's share of its writer's lock, held until it exits
+
+
+def _start_worker(parent: int, lock: wal.SharedLock) -> None:
+    """In the worker, first: hold the writer's lock, and exit soon after the server is gone.
+
+    A pool's idle worker does not notice its parent's death (it holds both ends of its own
+    queues), and one that is flushing would finish first; an orphan would hold the writer's
+    lock and keep its segments from being recovered. Killed at any point, it leaves only what
+    a crash leaves, which the on-disk protocol settles.
+    """
+    import signal
+
+    _held.append(lock)
+    # Ctrl-C reaches the whole process group: the server decides when to stop, and stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:  # an orphan is re-parented, so its parent id changes
+        time.sleep(_PARENT_CHECK)
+    os._exit(1)  # no logging: stderr may be a pipe nobody reads any more
+
+
+def _warm_up() -> None:
+    """Import what a flush needs, so the first flush does not wait for a fresh interpreter."""
+    import pyarrow.compute
+    import pyarrow.parquet  # noqa: F401
 
 
 # -- Parquet files ------------------------------------------------------------------------------

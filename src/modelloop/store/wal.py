@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from modelloop.errors import DataError, ModelloopError
 
@@ -204,6 +205,30 @@ def allocate_segment_id(root: Path) -> int:
         return allocated
     finally:
         os.close(descriptor)
+
+
+class SharedLock:
+    """A writer's lock handed to a process it starts (the flush worker), to hold as its own.
+
+    Pickled while a process is being spawned, the descriptor is inherited: parent and child
+    then hold one flock, not two, so the writer counts as alive (`is_live`, a recoverer's
+    `lock_file`) until both have exited. That is what keeps a recoverer from flushing a segment
+    that an orphaned worker of a killed server is still flushing.
+    """
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from multiprocessing import context, reduction
+
+        if context.get_spawning_popen() is None:  # pickled for a queue or a file: no descriptor
+            raise ModelloopError("a WAL lock can only be handed to a process as it is started")
+        return (_inherited_lock, (reduction.DupFd(self.descriptor),))
+
+
+def _inherited_lock(handle: Any) -> SharedLock:
+    return SharedLock(handle.detach())
 
 
 # -- durable directories -----------------------------------------------------------------------
@@ -382,6 +407,10 @@ class WriterLog:
             path.unlink(missing_ok=True)
             raise
         return _Segment(path, descriptor)
+
+    def shared_lock(self) -> SharedLock:
+        """This writer's lock, for a process started now to hold too (see `SharedLock`)."""
+        return SharedLock(self._lock)
 
     def has_records(self) -> bool:
         """Whether anything waits for the flusher (records since the last rotation)."""
