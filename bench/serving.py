@@ -87,22 +87,26 @@ def floor_ms(project_file: Path) -> dict[str, float]:
         "normalised frame": model_input(row, data.features.numeric, data.features.categorical),
     }
 
-    def median_ms(frame: pd.DataFrame) -> float:
-        for _ in range(200):
-            model.pipeline.predict_proba(frame)
+    def median_ms(frame: pd.DataFrame, calls: int = 500) -> float:
         times = []
-        for _ in range(2000):
+        for _ in range(calls):
             start = time.perf_counter()
             model.pipeline.predict_proba(frame)
             times.append(time.perf_counter() - start)
         return statistics.median(times) * 1000
 
-    found: dict[str, float] = {}
-    for name, frame in frames.items():
-        found[f"{name}, default threads"] = median_ms(frame)
-        with threadpool_limits(limits=1, user_api="openmp"):
-            found[f"{name}, 1 thread"] = median_ms(frame)
-    return found
+    for frame in frames.values():  # warm up
+        for _ in range(200):
+            model.pipeline.predict_proba(frame)
+    # Variants alternate over rounds and each keeps its median round: one lucky or unlucky
+    # stretch of this (shared, virtual) machine does not decide the floor.
+    rounds: dict[str, list[float]] = {}
+    for _ in range(5):
+        for name, frame in frames.items():
+            rounds.setdefault(f"{name}, default threads", []).append(median_ms(frame))
+            with threadpool_limits(limits=1, user_api="openmp"):
+                rounds.setdefault(f"{name}, 1 thread", []).append(median_ms(frame))
+    return {name: statistics.median(values) for name, values in rounds.items()}
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 180) -> None:
