@@ -17,6 +17,7 @@ from modelloop.engines import (
     check_engine,
     get_engine,
 )
+from modelloop.engines.checks import read_rows, write_rows
 from modelloop.errors import DataError, ModelloopError
 from modelloop.project import Project
 from modelloop.serving.holder import ServedModel
@@ -52,16 +53,6 @@ class Recording:
         return self.model.predict(frame)
 
 
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    if path.name.endswith(".parquet"):
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_csv(path, index=False)
-    return path
-
-
-def read(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.name.endswith(".parquet") else pd.read_csv(path)
 
 
 def leftovers(folder: Path, *expected: Path) -> list[str]:
@@ -84,7 +75,7 @@ def test_csv_and_parquet_in_and_out_give_the_served_numbers(
     source_suffix: str,
     target_suffix: str,
 ) -> None:
-    source = write(flights, tmp_path / f"in{source_suffix}")
+    source = write_rows(flights, tmp_path / f"in{source_suffix}")
     target = tmp_path / f"out{target_suffix}"
     seen: list[tuple[int, int | None]] = []
 
@@ -95,21 +86,21 @@ def test_csv_and_parquet_in_and_out_give_the_served_numbers(
     assert (summary.rows, summary.chunks, summary.version) == (3000, 5, served.version)
     assert [done for done, _ in seen] == [0, 700, 1400, 2100, 2800, 3000]
     assert {total for _, total in seen} == ({3000} if source_suffix == ".parquet" else {None})
-    scored = read(target)
+    scored = read_rows(target)
     assert list(scored.columns) == [*flights.columns, "_prediction", "_model_version"]
     assert scored["_prediction"].dtype == np.float64 and scored["_model_version"].dtype == np.int64
     assert (scored["_model_version"] == served.version).all()
     # The whole frame in one call, as the server's predict sees it: chunking changes nothing.
     np.testing.assert_allclose(scored["_prediction"], served.predict(flights), rtol=0, atol=1e-12)
     if source_suffix == target_suffix:
-        pd.testing.assert_frame_equal(scored[list(flights.columns)], read(source))
+        pd.testing.assert_frame_equal(scored[list(flights.columns)], read_rows(source))
     assert leftovers(tmp_path, source, target) == []
 
 
 def test_chunks_are_exact_whatever_the_csv_blocks(
     served: ServedModel, flights: pd.DataFrame, tmp_path: Path
 ) -> None:
-    source = write(flights, tmp_path / "in.csv")
+    source = write_rows(flights, tmp_path / "in.csv")
     recording = Recording(served)
 
     # 1 KiB blocks hold about 14 rows: 700-row chunks are cut across many of them.
@@ -148,7 +139,7 @@ def test_bad_value_in_chunk_3_names_the_row_and_leaves_no_output(
 ) -> None:
     bad = flights.astype({"distance": object})
     bad.loc[1499, "distance"] = "abc"  # data row 1500: the third chunk of 700 (rows 1401-2100)
-    source = write(bad, tmp_path / "in.csv")
+    source = write_rows(bad, tmp_path / "in.csv")
     target = tmp_path / "out.parquet"
     recording = Recording(served)
 
@@ -169,7 +160,7 @@ def test_a_forbidden_null_names_the_column_and_rows(
     bad = flights.copy()
     bad.loc[[1799, 1850], "hour"] = np.nan  # the contract does not let `hour` be null
     bad.loc[5, "temp"] = np.nan  # it lets `temp` be null
-    source = write(bad, tmp_path / "in.parquet")
+    source = write_rows(bad, tmp_path / "in.parquet")
 
     with pytest.raises(DataError) as error:
         LocalEngine().score(source, tmp_path / "out.csv", model=served, chunk_rows=700)
@@ -189,7 +180,7 @@ def test_numeric_text_reads_as_pandas_reads_it(
     text.loc[0, "distance"] = " 1500.5 "
     text.loc[1, "distance"] = "2e3"
     text.loc[2, "temp"] = "NA"  # pandas' spelling of missing; `temp` may be null
-    source = write(text, tmp_path / "in.csv")
+    source = write_rows(text, tmp_path / "in.csv")
 
     LocalEngine().score(source, tmp_path / "out.csv", model=served, chunk_rows=20)
 
@@ -204,7 +195,7 @@ def test_numeric_text_reads_as_pandas_reads_it(
 def test_infinite_numbers_are_refused(served: ServedModel, flights: pd.DataFrame, tmp_path: Path) -> None:
     bad = flights.head(40).copy()
     bad.loc[30, "temp"] = np.inf
-    source = write(bad, tmp_path / "in.parquet")
+    source = write_rows(bad, tmp_path / "in.parquet")
 
     with pytest.raises(
         DataError,
@@ -217,7 +208,7 @@ def test_infinite_numbers_are_refused(served: ServedModel, flights: pd.DataFrame
 def test_a_numeric_feature_of_another_type_is_named(
     served: ServedModel, flights: pd.DataFrame, tmp_path: Path
 ) -> None:
-    source = write(flights.head(20).assign(hour=flights["sched_dep"].head(20)), tmp_path / "in.parquet")
+    source = write_rows(flights.head(20).assign(hour=flights["sched_dep"].head(20)), tmp_path / "in.parquet")
 
     with pytest.raises(DataError, match=r"column 'hour' holds timestamp\[.*\] values, not numbers\."):
         LocalEngine().score(source, tmp_path / "out.parquet", model=served, chunk_rows=10)
@@ -228,7 +219,7 @@ def test_text_is_quoted_only_where_it_needs_it(
 ) -> None:
     rows = flights.head(30).assign(note="plain")
     rows.loc[25, "note"] = 'a "quoted", two-line\nnote'  # in the third chunk of 10
-    source = write(rows, tmp_path / "in.csv")
+    source = write_rows(rows, tmp_path / "in.csv")
 
     LocalEngine().score(source, tmp_path / "out.csv", model=served, chunk_rows=10)
 
@@ -242,7 +233,7 @@ def test_text_is_quoted_only_where_it_needs_it(
 def test_missing_columns_are_named_in_one_message(
     served: ServedModel, flights: pd.DataFrame, tmp_path: Path
 ) -> None:
-    source = write(flights.drop(columns=["hour", "carrier"]), tmp_path / "in.parquet")
+    source = write_rows(flights.drop(columns=["hour", "carrier"]), tmp_path / "in.parquet")
 
     with pytest.raises(DataError) as error:
         LocalEngine().score(source, tmp_path / "out.parquet", model=served, chunk_rows=700)
@@ -254,7 +245,7 @@ def test_missing_columns_are_named_in_one_message(
 def test_an_existing_prediction_column_is_refused_not_overwritten(
     served: ServedModel, flights: pd.DataFrame, tmp_path: Path
 ) -> None:
-    source = write(flights.assign(_prediction=0.5), tmp_path / "in.csv")
+    source = write_rows(flights.assign(_prediction=0.5), tmp_path / "in.csv")
 
     with pytest.raises(DataError, match=r"already has the column\(s\) '_prediction'"):
         LocalEngine().score(source, tmp_path / "out.csv", model=served, chunk_rows=700)
@@ -271,7 +262,7 @@ def test_file_names_must_say_the_format(served: ServedModel, tmp_path: Path) -> 
 def test_the_output_may_not_replace_the_input(
     served: ServedModel, flights: pd.DataFrame, tmp_path: Path
 ) -> None:
-    source = write(flights.head(10), tmp_path / "in.csv")
+    source = write_rows(flights.head(10), tmp_path / "in.csv")
     before = source.read_bytes()
     with pytest.raises(DataError, match="would replace the input"):
         LocalEngine().score(source, source, model=served, chunk_rows=10)

@@ -876,25 +876,14 @@ def _is_readable_parquet(path: Path) -> bool:
 def _write_parquet(frame: pd.DataFrame, directory: Path, stamp: datetime, what: str) -> Path:
     """Write `frame` as a new file in `directory`, atomically and durably."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(f"{what}: cannot store these rows as Parquet: {exc}") from exc
     _make_dirs(directory)
-    name = f"part-{stamp:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex}.parquet"
-    final = directory / name
-    temporary = directory / f".{name}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    final = directory / f"part-{stamp:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex}.parquet"
+    _write_table(table, final, None)
     _fsync_dir(directory)
     return final
 
@@ -1240,11 +1229,15 @@ def _partition_name(day: int) -> str:
     return f"{_PARTITION}{(_EPOCH_DAY + timedelta(days=day)).isoformat()}"
 
 
-def _write_table(table: Any, final: Path, tag: str) -> None:
-    """Write an Arrow table at `final` atomically (temp, fsync, rename); the caller fsyncs the dir."""
+def _write_table(table: Any, final: Path, tag: str | None) -> None:
+    """Write an Arrow table at `final` atomically (temp, fsync, rename); the caller fsyncs the dir.
+
+    The temp file carries the writer's tag, so recovery knows whose it is; untagged ones (from
+    `append_predictions`) are removed only once they are old.
+    """
     import pyarrow.parquet as pq
 
-    temporary = final.parent / f".{final.name}.{tag}.tmp"
+    temporary = final.parent / (f".{final.name}.{tag}.tmp" if tag else f".{final.name}.tmp")
     try:
         with open(temporary, "wb") as handle:
             pq.write_table(table, handle)
