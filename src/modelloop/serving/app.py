@@ -191,7 +191,6 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
     settings = project.config.serving
     holder = holder or ModelHolder(project.load_served_model())
     batcher = MicroBatcher(
-        holder,
         PredictionLogger(project.logs),
         max_batch=settings.max_batch,
         max_wait_ms=settings.max_wait_ms,
