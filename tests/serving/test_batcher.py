@@ -66,7 +66,8 @@ class FailingLog(PredictionLogger):
 
 
 def store() -> MemoryLogStore:
-    return MemoryLogStore("flights", id_column="flight_id", timestamp_column="sched_dep", target_column="delayed")
+    return MemoryLogStore("flights", id_column="flight_id", timestamp_column="sched_dep",
+                          target_column="delayed")
 
 
 async def send_all(batcher: MicroBatcher, model: ServedModel, count: int, *, gap: float = 0.0) -> list[Any]:
@@ -74,7 +75,7 @@ async def send_all(batcher: MicroBatcher, model: ServedModel, count: int, *, gap
         batcher.opened()
         try:
             return await batcher.score(model, rows(model, float(i), request=f"q{i}"), f"q{i}")
-        except Exception as exc:  # noqa: BLE001 - the test looks at what each client got
+        except Exception as exc:  # the test looks at what each client got
             return exc
         finally:
             batcher.closed()
@@ -194,7 +195,8 @@ def test_stop_answers_everything_queued() -> None:
         batcher = MicroBatcher(PredictionLogger(store()), max_wait_ms=5)
         await batcher.start()
         model = served(Recording(delay=0.02))
-        pending = [asyncio.create_task(batcher.score(model, rows(model, float(i)), f"s{i}")) for i in range(6)]
+        pending = [asyncio.create_task(batcher.score(model, rows(model, float(i)), f"s{i}"))
+                   for i in range(6)]
         await asyncio.sleep(0)
         await batcher.stop()
         return await asyncio.gather(*pending)
