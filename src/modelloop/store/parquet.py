@@ -16,14 +16,15 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
 import pandas as pd
@@ -1172,30 +1173,22 @@ def _write_merged(paths: Sequence[Path], schema: Any, final: Path, tag: str) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    temporary = final.parent / f".{final.name}.{tag}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            writer = pq.ParquetWriter(handle, schema)
-            try:
-                buffered: list[Any] = []
-                rows = 0
-                for path in paths:
-                    table = _conform(pq.ParquetFile(path).read(), schema)
-                    buffered.append(table)
-                    rows += table.num_rows
-                    if rows >= _ROW_GROUP:
-                        writer.write_table(pa.concat_tables(buffered).combine_chunks(), _ROW_GROUP)
-                        buffered, rows = [], 0
-                if buffered:
+    with _atomic(final, tag) as handle:
+        writer = pq.ParquetWriter(handle, schema)
+        try:
+            buffered: list[Any] = []
+            rows = 0
+            for path in paths:
+                table = _conform(pq.ParquetFile(path).read(), schema)
+                buffered.append(table)
+                rows += table.num_rows
+                if rows >= _ROW_GROUP:
                     writer.write_table(pa.concat_tables(buffered).combine_chunks(), _ROW_GROUP)
-            finally:
-                writer.close()
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+                    buffered, rows = [], 0
+            if buffered:
+                writer.write_table(pa.concat_tables(buffered).combine_chunks(), _ROW_GROUP)
+        finally:
+            writer.close()
 
 
 def _sized_files(directory: Path) -> list[tuple[str, int]]:
@@ -1237,23 +1230,24 @@ def _write_table(table: Any, final: Path, tag: str | None) -> None:
     """
     import pyarrow.parquet as pq
 
-    temporary = final.parent / (f".{final.name}.{tag}.tmp" if tag else f".{final.name}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with _atomic(final, tag) as handle:
+        pq.write_table(table, handle)
 
 
 def _write_bytes(final: Path, data: bytes, tag: str) -> None:
-    temporary = final.parent / f".{final.name}.{tag}.tmp"
+    with _atomic(final, tag) as handle:
+        handle.write(data)
+
+
+@contextmanager
+def _atomic(final: Path, tag: str | None) -> Iterator[BinaryIO]:
+    """A file that appears at `final` whole or not at all: written under a hidden temp name
+    (tagged with its writer, so recovery knows whose it is), fsynced, then renamed. The caller
+    fsyncs the directory."""
+    temporary = final.parent / (f".{final.name}.{tag}.tmp" if tag else f".{final.name}.tmp")
     try:
         with open(temporary, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, final)
