@@ -10,8 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -161,7 +160,7 @@ class MlflowRegistry:
         with (
             warnings.catch_warnings(),
             tempfile.TemporaryDirectory() as tmp,
-            _run(mlflow, self._experiment_id(), record.run_name) as run,
+            mlflow.start_run(experiment_id=self._experiment_id(), run_name=record.run_name) as run,
         ):
             mlflow.log_params({k: _short(v) for k, v in record.params.items()})
             mlflow.log_metrics(record.metrics)
@@ -284,12 +283,6 @@ class MlflowRegistry:
                 missing=f"model {name!r} version {version} has no artifact {artifact}",
             )
         return self._json[key]
-
-
-@contextmanager
-def _run(mlflow: Any, experiment_id: str, run_name: str) -> Iterator[Any]:
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        yield run
 
 
 def _short(value: Any) -> str:

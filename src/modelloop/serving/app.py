@@ -68,6 +68,18 @@ class _Disconnected(Exception):
     pass
 
 
+#: What a request can fail with short of a bug: each has its answer in `error_response`.
+_REQUEST_ERRORS = (
+    BadRequest,
+    DataError,
+    _BodyTooLarge,
+    _BodyTimeout,
+    _Disconnected,
+    ScoringFailed,
+    LogUnavailable,
+)
+
+
 def _error(status: int, code: str, message: str, problem: str | None = None, **extra: Any) -> _JSON:
     body: dict[str, Any] = {"error_code": code, "message": message}
     if problem is not None:
@@ -222,54 +234,44 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
         default_response_class=_JSON,
     )
 
-    @app.exception_handler(BadRequest)
-    async def bad_request(request: Request, exc: BadRequest) -> Response:
-        return _JSON(exc.to_json(), status_code=exc.status)
+    def error_response(exc: Exception, request_id: str) -> Response:
+        """The answer to every way a request can fail that is not a bug of ours."""
+        if isinstance(exc, BadRequest):
+            return _JSON(exc.to_json(), status_code=exc.status)
+        if isinstance(exc, DataError):
+            return _error(400, "BAD_REQUEST", str(exc), "bad_data")
+        if isinstance(exc, _BodyTooLarge | _BodyTimeout):
+            response = (
+                _error(
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    f"the body is larger than serving.max_body ({max_body:,} bytes)",
+                    "too_large",
+                )
+                if isinstance(exc, _BodyTooLarge)
+                else _error(
+                    408,
+                    "REQUEST_TIMEOUT",
+                    f"the body did not arrive within serving.body_timeout ({body_timeout:g} s)",
+                    "body_timeout",
+                )
+            )
+            response.headers["connection"] = "close"  # do not read the rest of it
+            return response
+        if isinstance(exc, _Disconnected):
+            logger.info("client disconnected before sending its whole request %s", request_id)
+            return Response(status_code=499)
+        if isinstance(exc, ScoringFailed):
+            return _error(500, "MODEL_ERROR", f"{exc}; see the server log for request {request_id}")
+        if isinstance(exc, LogUnavailable):
+            return _error(503, "LOG_UNAVAILABLE", f"{exc}; nothing was acknowledged, retry later")
+        raise exc
 
-    @app.exception_handler(DataError)
-    async def bad_data(request: Request, exc: DataError) -> Response:
-        return _error(400, "BAD_REQUEST", str(exc), "bad_data")
+    async def handled(request: Request, exc: Exception) -> Response:
+        return error_response(exc, request.state.request_id)
 
-    def too_large_response() -> Response:
-        response = _error(
-            413,
-            "PAYLOAD_TOO_LARGE",
-            f"the body is larger than serving.max_body ({max_body:,} bytes)",
-            "too_large",
-        )
-        response.headers["connection"] = "close"  # do not read the rest of it
-        return response
-
-    def too_slow_response() -> Response:
-        response = _error(
-            408,
-            "REQUEST_TIMEOUT",
-            f"the body did not arrive within serving.body_timeout ({body_timeout:g} s)",
-            "body_timeout",
-        )
-        response.headers["connection"] = "close"
-        return response
-
-    @app.exception_handler(_BodyTooLarge)
-    async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
-        return too_large_response()
-
-    @app.exception_handler(_BodyTimeout)
-    async def too_slow(request: Request, exc: _BodyTimeout) -> Response:
-        return too_slow_response()
-
-    @app.exception_handler(_Disconnected)
-    async def gone(request: Request, exc: _Disconnected) -> Response:
-        logger.info("client disconnected before sending its whole request %s", request.state.request_id)
-        return Response(status_code=499)
-
-    @app.exception_handler(ScoringFailed)
-    async def scoring_failed(request: Request, exc: ScoringFailed) -> Response:
-        return _error(500, "MODEL_ERROR", f"{exc}; see the server log for request {request.state.request_id}")
-
-    @app.exception_handler(LogUnavailable)
-    async def log_unavailable(request: Request, exc: LogUnavailable) -> Response:
-        return _error(503, "LOG_UNAVAILABLE", f"{exc}; nothing was acknowledged, retry later")
+    for kind in _REQUEST_ERRORS:
+        app.add_exception_handler(kind, handled)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -303,19 +305,8 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
             else:
                 rows = _decode(model, body, content_type)
             predictions = await batcher.score(model, rows, request_id)
-        except BadRequest as exc:
-            return _JSON(exc.to_json(), status_code=exc.status)
-        except _BodyTooLarge:
-            return too_large_response()
-        except _BodyTimeout:
-            return too_slow_response()
-        except _Disconnected:
-            logger.info("client disconnected before sending its whole request %s", request_id)
-            return Response(status_code=499)
-        except ScoringFailed as exc:
-            return _error(500, "MODEL_ERROR", f"{exc}; see the server log for request {request_id}")
-        except LogUnavailable as exc:
-            return _error(503, "LOG_UNAVAILABLE", f"{exc}; nothing was acknowledged, retry later")
+        except _REQUEST_ERRORS as exc:
+            return error_response(exc, request_id)
         finally:
             batcher.closed()
         return _JSON({"predictions": predictions}, headers={"x-model-version": str(model.version)})

@@ -62,16 +62,6 @@ class _Pending:
     future: asyncio.Future[list[float]]
 
 
-@dataclass
-class BatchStats:
-    """Counts a test or /metrics can read: how batching is going."""
-
-    batches: int = 0
-    requests: int = 0
-    rows: int = 0
-    largest: int = 0
-
-
 class MicroBatcher:
     def __init__(
         self,
@@ -83,7 +73,6 @@ class MicroBatcher:
         self.prediction_logger = prediction_logger
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_ms) / 1000
-        self.stats = BatchStats()
         self.open = 0  # requests received and not yet answered
         self._peak = 0  # the recent peak of `open`: how many clients are keeping us busy
         self._peak_at = 0.0
@@ -203,12 +192,6 @@ class MicroBatcher:
                     if isinstance(values, BaseException)
                     else Scored(batch[i].request_id, model.version, batch[i].rows, values)
                 )
-        stats = self.stats
-        stats.batches += 1
-        stats.requests += len(batch)
-        rows = sum(p.rows.n_rows for p in batch)
-        stats.rows += rows
-        stats.largest = max(stats.largest, rows)
         return outcomes
 
     def _log_batch(self, outcomes: list[Scored | BaseException]) -> list[list[float] | BaseException]:

@@ -52,6 +52,16 @@ def _name(column: Any, where: str) -> str:
     return column
 
 
+def _no_repeats(names: list[str], where: str) -> None:
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise BadRequest(
+            f"{where}: column {repeated[0]!r} appears more than once",
+            column=repeated[0],
+            problem="duplicate_column",
+        )
+
+
 def _records(rows: Any, where: str) -> Columns:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise BadRequest(
@@ -76,13 +86,7 @@ def _split(payload: Any) -> Columns:
     if not isinstance(columns, list) or not isinstance(data, list):
         raise BadRequest('dataframe_split: "columns" and "data" must be lists', problem="bad_format")
     names = [_name(c, "dataframe_split") for c in columns]
-    if len(set(names)) != len(names):
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        raise BadRequest(
-            f"dataframe_split: column {repeated[0]!r} appears more than once",
-            column=repeated[0],
-            problem="duplicate_column",
-        )
+    _no_repeats(names, "dataframe_split")
     width = len(names)
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != width:
@@ -129,13 +133,7 @@ def _csv(body: bytes) -> Columns:
     if not rows:
         raise BadRequest("the body is not valid CSV: no header line", problem="malformed_csv")
     header, data = rows[0], rows[1:]
-    if len(set(header)) != len(header):
-        repeated = sorted({n for n in header if header.count(n) > 1})
-        raise BadRequest(
-            f"CSV: column {repeated[0]!r} appears more than once",
-            column=repeated[0],
-            problem="duplicate_column",
-        )
+    _no_repeats(header, "CSV")
     for i, row in enumerate(data, start=2):
         if len(row) != len(header):
             raise BadRequest(
