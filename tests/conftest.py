@@ -141,7 +141,7 @@ def build_project(directory: Path, frame: pd.DataFrame,
         home=directory / ".modelloop",
         registry=MemoryRegistry(),
         db=MetadataDB(f"sqlite:///{directory / 'modelloop.db'}", model=config.name),
-        logs=MemoryLogStore(config.name, id_column=data.id, timestamp_column=data.timestamp,
+        logs=MemoryLogStore(config.name, id_column=data.id_column, timestamp_column=data.timestamp,
                             target_column=data.target),
         source=FileSource("flights.parquet", directory, data.timestamp),
     )

@@ -47,7 +47,9 @@ def test_a_changed_feature_list_gets_a_new_contract(
 
 def test_labels_must_be_usable_by_the_metric(make_project: Callable[..., Project]) -> None:
     project = make_project()
-    with pytest.raises(DataError, match=r"'delayed' must be 0 or 1: 1 row\(s\)"):
+    refused = (r"'delayed' must be 0 or 1 \(or true/false, yes/no\): "
+               r"1 row\(s\) are not \(rows \[2\], e.g. 'maybe'\)")
+    with pytest.raises(DataError, match=refused):
         project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, "maybe"]}))
     assert project.logs.read_labels().empty
     assert project.ingest_labels(pd.DataFrame({"flight_id": [1, 2], "delayed": [1, 0]})) == (2, 0)

@@ -73,20 +73,58 @@ class Features(_Section):
         return [*self.numeric, *self.categorical]
 
 
+#: The id column's name when the project file names none: derived from each row's time and values.
+DERIVED_ID = "row_id"
+
+LabelValue = str | int | float | bool
+
+
 class DataConfig(_Section):
     source: str = Field(description="Parquet/CSV path or glob, or 'module:function'")
     timestamp: str
     target: str
-    id: str
+    id: str | None = Field(
+        default=None,
+        description="the row id column; without one, an id is derived from the row's time and "
+        "feature values (see modelloop.data.row_id)",
+    )
+    positive: LabelValue | None = Field(
+        default=None,
+        description="classification: the target value that is the positive class, when it is "
+        "not 1/true/yes",
+    )
+    negative: LabelValue | None = Field(
+        default=None,
+        description="classification: the other class; any other value is then refused",
+    )
     features: Features
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> DataConfig:
-        special = {"timestamp": self.timestamp, "target": self.target, "id": self.id}
+        special = {"timestamp": self.timestamp, "target": self.target, "id": self.id_column}
         for role, column in special.items():
             if column in self.features.all:
                 raise ValueError(f"column {column!r} is the {role}; it cannot also be a feature")
+        if self.negative is not None and self.positive is None:
+            raise ValueError(
+                f"{_FIELD_MARK}data.negative: set data.positive too (the class that counts as 1)"
+            )
+        if self.positive is not None and _same_label(self.positive, self.negative):
+            raise ValueError(f"{_FIELD_MARK}data.negative: must differ from data.positive")
         return self
+
+    @property
+    def id_column(self) -> str:
+        """The id column: the one named, or the derived `row_id`."""
+        return self.id or DERIVED_ID
+
+    @property
+    def derived_id(self) -> bool:
+        return self.id is None
+
+
+def _same_label(a: LabelValue | None, b: LabelValue | None) -> bool:
+    return b is not None and str(a).strip().lower() == str(b).strip().lower()
 
 
 class ModelConfig(_Section):
@@ -135,8 +173,17 @@ class MonitoringConfig(_Section):
     drift_share: float = Field(
         default=0.5, gt=0, le=1, description="share of drifted features that is an alert"
     )
-    performance_floor: float | None = None
+    performance_floor: float | None = Field(
+        default=None,
+        description="the metric's worst acceptable value: a floor for a metric to maximise, a "
+        "ceiling for an error metric (rmse, mae, log_loss, brier)",
+    )
     min_labelled_rows: int = Field(default=100, ge=1)
+    seasonal: list[str] = Field(
+        default_factory=list,
+        description="features that follow the calendar (a month, a day of week): their drift "
+        "is reported but does not count toward an alert",
+    )
 
 
 class RetrainingConfig(_Section):
@@ -210,6 +257,17 @@ class ProjectConfig(_Section):
             raise ValueError(
                 f"{_FIELD_MARK}evaluation.metric: {self.evaluation.metric!r} is a {metric_task} "
                 f"metric, but task is {self.task!r}"
+            )
+        unknown = [c for c in self.monitoring.seasonal if c not in self.data.features.all]
+        if unknown:
+            raise ValueError(
+                f"{_FIELD_MARK}monitoring.seasonal: {', '.join(map(repr, unknown))} "
+                "is not a feature (list columns from data.features)"
+            )
+        if self.task == "regression" and self.data.positive is not None:
+            raise ValueError(
+                f"{_FIELD_MARK}data.positive: a positive class only means something when task is "
+                "classification"
             )
         return self
 

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def shown(value: object) -> str:
+    """A user's value as a message shows it: `2`, `'late'`, `nan`, never `np.int64(2)`."""
+    item = getattr(value, "item", None)  # numpy scalars turn into the Python value they hold
+    if callable(item) and type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
+        value = item()
+    return repr(value)
+
+
 class ModelloopError(Exception):
     """Base of every error that is the user's to fix (a file, a field, a column, a request)."""
 

@@ -13,8 +13,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from modelloop.config import ProjectConfig, load_config
-from modelloop.data import Contract, DataSource, label_value, open_source
-from modelloop.errors import DataError, ModelloopError
+from modelloop.data import (
+    Contract,
+    DataSource,
+    ProjectSource,
+    derive_row_ids,
+    label_value,
+    open_source,
+    parse_timestamps,
+)
+from modelloop.errors import DataError, ModelloopError, shown
 from modelloop.gate import GateDecision, run_gate
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
 from modelloop.registry import ModelVersion, Registry
@@ -62,7 +70,8 @@ class Project:
         self.registry = registry
         self.db = db
         self.logs = logs
-        self.source = source or open_source(config.data.source, project_dir, config.data.timestamp)
+        raw = source or open_source(config.data.source, project_dir, config.data.timestamp)
+        self.source: DataSource = ProjectSource(raw, config.data, config.task)
 
     @property
     def name(self) -> str:
@@ -82,7 +91,7 @@ class Project:
         return (
             contract.names("numeric") == data.features.numeric
             and contract.names("categorical") == data.features.categorical
-            and contract.names("id") == [data.id]
+            and contract.names("id") == [data.id_column]
             and contract.names("timestamp") == [data.timestamp]
             and contract.names("target") == [data.target]
         )
@@ -260,45 +269,77 @@ class Project:
     def store_labels(self, ids: Sequence[int | str], targets: Sequence[float | int]) -> int:
         """Store validated labels (the server's path); returns how many were stored."""
         data = self.config.data
-        return self.logs.append_labels(pd.DataFrame({data.id: list(ids), data.target: list(targets)}))
+        return self.logs.append_labels(pd.DataFrame({data.id_column: list(ids), data.target: list(targets)}))
 
     def ingest_labels(self, frame: pd.DataFrame) -> tuple[int, int]:
         """Store ground truth: (stored, skipped). A row whose target is empty has not arrived yet
-        and is skipped; a target the metric cannot use is refused, naming the rows."""
+        and is skipped; a target the metric cannot use is refused, naming the rows (counting the
+        first data row as 1). Without an id column in the project file, a label file may carry
+        `row_id` or the row's time and features, from which the id is derived."""
         data = self.config.data
-        missing = [c for c in (data.id, data.target) if c not in frame.columns]
+        if data.derived_id and data.id_column not in frame.columns and data.target in frame.columns:
+            frame = self._with_derived_ids(frame)
+        missing = [c for c in (data.id_column, data.target) if c not in frame.columns]
         if missing:
             raise DataError(
                 f"missing column(s) {', '.join(map(repr, missing))}; a label file needs the id column "
-                f"{data.id!r} and the target column {data.target!r}"
+                f"{data.id_column!r} and the target column {data.target!r}"
+                + (
+                    f" (or, for the id, the time {data.timestamp!r} and the features)"
+                    if data.derived_id
+                    else ""
+                )
             )
         targets: list[float | int | None] = []
         bad: list[int] = []
         reason = ""
         for position, value in enumerate(frame[data.target].tolist()):
             try:
-                targets.append(label_value(value, self.config.task))
+                targets.append(label_value(value, self.config.task, data.positive, data.negative))
             except ValueError as exc:
                 reason = reason or str(exc)
                 bad.append(position)
                 targets.append(None)
         if bad:
-            example = frame[data.target].iloc[bad[0]]
+            example = shown(frame[data.target].iloc[bad[0]])
             raise DataError(
                 f"column {data.target!r} {reason}: {len(bad)} row(s) are not "
-                f"(rows {bad[:5]}, e.g. {example!r})"
+                f"(rows {[i + 1 for i in bad[:5]]}, e.g. {example})"
             )
         keep = [i for i, t in enumerate(targets) if t is not None]
-        empty_ids = frame[data.id].isna().to_numpy()
+        empty_ids = frame[data.id_column].isna().to_numpy()
         if empty_ids[keep].any():
-            rows = [i for i in keep if empty_ids[i]][:5]
+            rows = [i + 1 for i in keep if empty_ids[i]][:5]
             count = int(empty_ids[keep].sum())
-            raise DataError(f"column {data.id!r} is empty in {count} row(s) (rows {rows})")
+            raise DataError(f"column {data.id_column!r} is empty in {count} row(s) (rows {rows})")
         kept = pd.DataFrame(
-            {data.id: frame[data.id].iloc[keep].tolist(), data.target: [targets[i] for i in keep]}
+            {
+                data.id_column: frame[data.id_column].iloc[keep].tolist(),
+                data.target: [targets[i] for i in keep],
+            }
         )
         stored = self.logs.append_labels(kept) if keep else 0
         return stored, len(frame) - len(keep)
+
+    def _with_derived_ids(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A label file without `row_id`: the id derived from its time and feature columns."""
+        data = self.config.data
+        needed = [data.timestamp, *data.features.all]
+        absent = [c for c in needed if c not in frame.columns]
+        if absent:
+            raise DataError(
+                f"missing column {data.id_column!r}; without it a label file needs the row's time "
+                f"and features to derive it, and {', '.join(map(repr, absent))} "
+                f"{'is' if len(absent) == 1 else 'are'} missing"
+            )
+        stamped = parse_timestamps(frame.copy(), data.timestamp, "the label file")
+        try:
+            ids = derive_row_ids(
+                stamped, data.timestamp, data.features.numeric, data.features.categorical
+            )
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        return frame.assign(**{data.id_column: ids.to_numpy()})
 
     def ingest_labels_file(self, path: Path) -> tuple[int, int]:
         if not path.is_file():
@@ -438,7 +479,7 @@ def open_project(
     logs = ParquetLogStore(
         storage,
         config.name,
-        id_column=config.data.id,
+        id_column=config.data.id_column,
         timestamp_column=config.data.timestamp,
         target_column=config.data.target,
         flush_interval=config.serving.log_flush,

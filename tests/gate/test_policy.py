@@ -44,11 +44,11 @@ def test_the_floor_is_a_minimum_for_a_metric_to_maximise(candidate: float, ok: b
 
 
 @pytest.mark.parametrize(("candidate", "ok"), [(3.0, True), (5.0, True), (5.5, False)])
-def test_the_floor_is_a_maximum_for_a_metric_to_minimise(candidate: float, ok: bool) -> None:
+def test_the_floor_is_a_ceiling_for_a_metric_to_minimise(candidate: float, ok: bool) -> None:
     passed, reasons = decide(candidate, None, metric="rmse", floor=5.0, tolerance=0.0,
                              maximize=False)
     assert passed is ok
-    assert reasons[0].startswith(f"rmse {candidate:.4f} <= floor 5.0000")
+    assert reasons[0].startswith(f"rmse {candidate:.4f} <= ceiling 5.0000")
 
 
 @pytest.mark.parametrize(("candidate", "ok"), [(0.875, True), (0.5, True), (0.4375, False)])

@@ -127,4 +127,20 @@ def test_a_regressor_cannot_serve_a_classification_project() -> None:
     with pytest.raises(ConfigError) as caught:
         build_pipeline("sklearn.ensemble.RandomForestRegressor", {}, NUMERIC, CATEGORICAL,
                        "classification")
-    assert "model.estimator" in str(caught.value) and "predict_proba" in str(caught.value)
+    message = str(caught.value)
+    assert "task is 'classification'" in message and "model.estimator" in message
+    assert "is a regressor" in message
+
+
+def test_a_classifier_cannot_serve_a_regression_project() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_pipeline("sklearn.ensemble.HistGradientBoostingClassifier", {}, NUMERIC, CATEGORICAL,
+                       "regression")
+    message = str(caught.value)
+    assert message.startswith("task is 'regression' but model.estimator")
+    assert "HistGradientBoostingRegressor" in message  # what to use instead
+
+
+def test_a_classifier_without_probabilities_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"model\.estimator: sklearn\.svm\.LinearSVC has no predict_proba"):
+        build_pipeline("sklearn.svm.LinearSVC", {}, NUMERIC, CATEGORICAL, "classification")

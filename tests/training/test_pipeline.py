@@ -68,7 +68,9 @@ def test_the_rows_and_score_come_from_the_windows(
     stamps = flights["sched_dep"]
     in_train = (stamps > pd.Timestamp("2024-01-20")) & (stamps <= pd.Timestamp("2024-02-19"))
     in_holdout = (stamps > pd.Timestamp("2024-02-19")) & (stamps <= pd.Timestamp("2024-02-29"))
-    assert result.rows == {"train": int(in_train.sum()), "holdout": int(in_holdout.sum())}
+    assert result.rows == {
+        "train": int(in_train.sum()), "holdout": int(in_holdout.sum()), "unlabelled": 0
+    }
     assert result.metric == "roc_auc"
     assert result.score is not None and 0.65 < result.score <= 1.0
 

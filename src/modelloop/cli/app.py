@@ -155,6 +155,11 @@ def train_cmd(
         f"({w.train_start:%Y-%m-%d} to {w.train_end:%Y-%m-%d}), holdout {result.metric} "
         f"{_fmt(result.score)} on {result.rows['holdout']:,} rows"
     )
+    if result.rows.get("unlabelled"):
+        console.print(
+            f"  skipped {result.rows['unlabelled']:,} rows of the window whose target is empty "
+            "(their labels have not arrived)"
+        )
     for feature, info in result.quality.get("out_of_range", {}).items():
         console.print(
             f"  [yellow]flag[/] {feature}: {info['count']} values outside the champion's "
@@ -266,17 +271,24 @@ def monitor(
             }
         )
         return
+    metric = (
+        _fmt(result.metric_value) if result.metric_value is not None else f"n/a ({result.metric_note})"
+    )
     console.print(
         f"[bold]{proj.name}[/] window {result.window_start:%Y-%m-%d %H:%M} to "
         f"{result.as_of:%Y-%m-%d %H:%M}: {result.n_rows:,} predictions, "
-        f"{result.n_labelled:,} labelled, {result.metric} {_fmt(result.metric_value)}"
+        f"{result.n_labelled:,} labelled, {result.metric} {metric}",
+        highlight=False,
     )
     if result.drift and result.drift.features:
         table = Table(
             "feature", "PSI", "drifted", title="drift: PSI against each serving version's reference"
         )
         for f in result.drift.features:
-            table.add_row(f.feature, f"{f.psi:.3f}", "[red]yes[/]" if f.drifted else "no")
+            drifted = "[red]yes[/]" if f.drifted else "no"
+            if f.feature in result.seasonal:
+                drifted += " (seasonal: not counted)"
+            table.add_row(f.feature, f"{f.psi:.3f}", drifted)
         console.print(table)
     for breach in result.breaches:
         console.print(f"[bold red]alert[/] {breach}", highlight=False)

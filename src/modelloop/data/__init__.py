@@ -7,9 +7,20 @@ from modelloop.data.contract import (
     contract_report,
     label_value,
     summarize,
+    target_values,
 )
 from modelloop.data.model_input import as_text, category_text, model_input
-from modelloop.data.sources import DataSource, FileSource, FunctionSource, open_source
+from modelloop.data.row_id import derive_row_ids, row_id
+from modelloop.data.sources import (
+    DataSource,
+    FileSource,
+    FunctionSource,
+    ProjectSource,
+    drop_unlabelled,
+    open_source,
+    parse_timestamps,
+    prepare_rows,
+)
 from modelloop.data.windows import TrainingWindows, fingerprint, split_by_time, training_windows
 
 __all__ = [
@@ -19,15 +30,22 @@ __all__ = [
     "FileSource",
     "FunctionSource",
     "Problem",
+    "ProjectSource",
     "TrainingWindows",
     "as_text",
     "category_text",
     "contract_report",
+    "derive_row_ids",
+    "drop_unlabelled",
     "fingerprint",
     "label_value",
     "model_input",
     "open_source",
+    "parse_timestamps",
+    "prepare_rows",
+    "row_id",
     "split_by_time",
     "summarize",
+    "target_values",
     "training_windows",
 ]

@@ -79,11 +79,13 @@ def _jsonable(value: Any) -> Any:
 class Contract:
     task: str
     columns: tuple[ColumnRule, ...]
+    #: The id is not a column of the data but derived from each row (`modelloop.data.row_id`).
+    derived_id: bool = False
 
     @classmethod
     def infer(cls, frame: pd.DataFrame, data: DataConfig, task: str) -> Contract:
         """Features that had nulls in the first training data may have them; the rest may not."""
-        rules = [ColumnRule(data.id, "id", False), ColumnRule(data.timestamp, "timestamp", False)]
+        rules = [ColumnRule(data.id_column, "id", False), ColumnRule(data.timestamp, "timestamp", False)]
         for name in data.features.numeric:
             rules.append(
                 ColumnRule(name, "numeric", bool(name in frame and frame[name].isna().any()))
@@ -93,7 +95,7 @@ class Contract:
                 ColumnRule(name, "categorical", bool(name in frame and frame[name].isna().any()))
             )
         rules.append(ColumnRule(data.target, "target", False))
-        return cls(task=task, columns=tuple(rules))
+        return cls(task=task, columns=tuple(rules), derived_id=data.derived_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +104,7 @@ class Contract:
             "columns": [
                 {"name": r.name, "role": r.role, "nullable": r.nullable} for r in self.columns
             ],
+            "derived_id": self.derived_id,
         }
 
     @classmethod
@@ -112,6 +115,7 @@ class Contract:
                 ColumnRule(str(c["name"]), str(c["role"]), bool(c["nullable"]))
                 for c in raw["columns"]
             ),
+            derived_id=bool(raw.get("derived_id", False)),
         )
 
     def names(self, role: str) -> list[str]:
@@ -193,50 +197,105 @@ _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no")
 
 
-def label_value(value: Any, task: str) -> float | int | None:
+def _label_text(value: Any) -> str:
+    """A class label as comparable text: 1, 1.0, "1" and " Yes " are "1", "1", "1", "yes"."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return str(int(number)) if number.is_integer() else text
+    if isinstance(value, (float, np.floating, int, np.integer)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip().lower()
+
+
+def label_value(
+    value: Any, task: str, positive: Any = None, negative: Any = None
+) -> float | int | None:
     """One ground-truth value as the metric reads it; None when it is empty (not arrived yet).
 
-    The label rules live here, once, for label files and for POST /labels: a classification
-    target is 0 or 1 (also true/false, and their text), a regression target a finite number.
+    The label rules live here, once, for training data, label files and POST /labels: a
+    classification target is 0 or 1 (also true/false and yes/no, and their text), or, when the
+    project names its classes (`data.positive`, `data.negative`), one of those two; a regression
+    target is a finite number.
 
     Raises:
         ValueError: the value is neither empty nor usable, with the reason.
     """
     if value is None:
         return None
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if not text:
-            return None
-        if task == "classification":
-            if text in _TRUE:
-                return 1
-            if text in _FALSE:
-                return 0
-            raise ValueError("must be 0 or 1")
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError("must be a number") from None
-    elif isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
-        number = float(value)
-    else:
+    if isinstance(value, str) and not value.strip():
+        return None
+    if not isinstance(value, (str, bool, np.bool_, int, float, np.integer, np.floating)):
         try:
             missing = bool(pd.isna(value))
         except (TypeError, ValueError):
             missing = False
         if missing:
             return None
-        raise ValueError("must be 0 or 1" if task == "classification" else "must be a number")
-    if np.isnan(number):
+        raise ValueError(_expected(task, positive, negative))
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
         return None
     if task == "classification":
-        if number in (0.0, 1.0):
-            return int(number)
-        raise ValueError("must be 0 or 1")
+        return _class_value(value, positive, negative)
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if np.isnan(number):
+        return None
     if not np.isfinite(number):
         raise ValueError("must be a finite number")
     return number
+
+
+def _class_value(value: Any, positive: Any, negative: Any) -> int:
+    text = _label_text(value)
+    if positive is not None:
+        if text == _label_text(positive):
+            return 1
+        if negative is None or text == _label_text(negative):
+            return 0
+    elif text in _TRUE:
+        return 1
+    elif text in _FALSE:
+        return 0
+    raise ValueError(_expected("classification", positive, negative))
+
+
+def _expected(task: str, positive: Any, negative: Any) -> str:
+    if task != "classification":
+        return "must be a number"
+    if positive is None:
+        return "must be 0 or 1 (or true/false, yes/no)"
+    if negative is None:
+        return f"must be a class label ({positive!r} is the positive class)"
+    return f"must be {positive!r} or {negative!r}"
+
+
+def target_values(values: pd.Series, task: str, positive: Any = None, negative: Any = None) -> pd.Series:
+    """A target column as the metric reads it (0/1 or a number; NaN where it has not arrived).
+
+    A value the rules refuse is kept as it was, so that the data contract names its rows.
+    """
+    kind = values.dtype
+    if positive is None and pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind):
+        return values  # already numbers: the contract checks 0/1 and finiteness
+    out: list[Any] = []
+    for value in values.tolist():
+        try:
+            mapped = label_value(value, task, positive, negative)
+        except ValueError:
+            out.append(value)
+        else:
+            out.append(np.nan if mapped is None else mapped)
+    converted = pd.Series(out, index=values.index, name=values.name, dtype=object)
+    numeric = pd.to_numeric(converted, errors="coerce")
+    return numeric if numeric.notna().sum() == converted.notna().sum() else converted
 
 
 def _problems(cases: pd.DataFrame) -> list[Problem]:

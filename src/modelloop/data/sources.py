@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from modelloop.errors import DataError
+from modelloop.config import DataConfig
+from modelloop.errors import DataError, shown
 
 
 class DataSource(Protocol):
@@ -32,7 +33,7 @@ class DataSource(Protocol):
         ...
 
 
-def _parse_timestamps(frame: pd.DataFrame, column: str, origin: str) -> pd.DataFrame:
+def parse_timestamps(frame: pd.DataFrame, column: str, origin: str) -> pd.DataFrame:
     if column not in frame.columns:
         raise DataError(
             f"{origin}: the timestamp column {column!r} is missing "
@@ -47,7 +48,7 @@ def _parse_timestamps(frame: pd.DataFrame, column: str, origin: str) -> pd.DataF
             rows = list(frame.index[bad][:5])
             raise DataError(
                 f"{origin}: column {column!r} holds values that are not timestamps "
-                f"(rows {rows}, e.g. {frame[column][bad].iloc[0]!r})"
+                f"(rows {rows}, e.g. {shown(frame[column][bad].iloc[0])})"
             )
         frame = frame.assign(**{column: parsed})
     values = frame[column]
@@ -107,7 +108,7 @@ class FileSource:
                 raise
             except Exception as exc:  # pyarrow and pandas raise many kinds; all mean "unreadable"
                 raise DataError(f"data.source: cannot read {name}: {exc}") from None
-            parts.append(_parse_timestamps(part, self.timestamp, name))
+            parts.append(parse_timestamps(part, self.timestamp, name))
         frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         frame = frame.sort_values(self.timestamp, kind="stable").reset_index(drop=True)
         self._cache = (key, frame)
@@ -150,7 +151,7 @@ class FunctionSource:
                 f"data.source: {self.spec} returned {type(frame).__name__}, "
                 "expected a pandas DataFrame"
             )
-        frame = _parse_timestamps(frame.copy(), self.timestamp, self.spec)
+        frame = parse_timestamps(frame.copy(), self.timestamp, self.spec)
         return _window(frame, self.timestamp, start, end)
 
     def latest_timestamp(self) -> datetime | None:
@@ -168,3 +169,55 @@ def open_source(spec: str, base_dir: Path, timestamp: str) -> DataSource:
     if _FUNCTION_SPEC.match(spec) and not (base_dir / spec).exists():
         return FunctionSource(spec, base_dir, timestamp)
     return FileSource(spec, base_dir, timestamp)
+
+
+class ProjectSource:
+    """A source's rows as every pipeline reads them: the target as the metric reads it (0/1 for
+    the project's classes, NaN where the label has not arrived) and, when the project file
+    names no id column, the derived `row_id` (see `modelloop.data.row_id`)."""
+
+    def __init__(self, source: DataSource, data: DataConfig, task: str) -> None:
+        self.source = source
+        self.data = data
+        self.task = task
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        return prepare_rows(self.source.load(start, end), self.data, self.task)
+
+    def latest_timestamp(self) -> datetime | None:
+        return self.source.latest_timestamp()
+
+
+def prepare_rows(frame: pd.DataFrame, data: DataConfig, task: str) -> pd.DataFrame:
+    """`frame` with the target mapped and the derived id added (see `ProjectSource`).
+
+    A row whose features cannot make an id (a missing column, text in a numeric feature) gets
+    none: the data contract then names the real problem.
+    """
+    from modelloop.data.contract import target_values
+    from modelloop.data.row_id import derive_row_ids
+
+    out = frame
+    if data.target in frame.columns:
+        column = frame[data.target]
+        mapped = target_values(column, task, data.positive, data.negative)
+        if mapped is not column:
+            out = out.assign(**{data.target: mapped})
+    if data.derived_id and data.id_column not in frame.columns:
+        features = data.features
+        try:
+            ids = derive_row_ids(out, data.timestamp, features.numeric, features.categorical)
+        except (KeyError, ValueError):
+            return out
+        out = out.assign(**{data.id_column: ids})
+    return out
+
+
+
+def drop_unlabelled(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, int]:
+    """(rows with a target, how many had none): a label that has not arrived is normal."""
+    if target not in frame.columns:
+        return frame, 0
+    empty = frame[target].isna()
+    count = int(empty.sum())
+    return (frame.loc[~empty].reset_index(drop=True), count) if count else (frame, 0)

@@ -66,7 +66,7 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
         project.registry.ensure_store()
     data = project.config.data
     frame = project.source.load(None, None)
-    columns = [data.id, data.timestamp, *data.features.all]
+    columns = [data.id_column, data.timestamp, *data.features.all]
     days = pd.date_range(START, END - timedelta(days=1), freq="D")
     if weeks is not None:
         days = days[: weeks * 7]
@@ -109,7 +109,7 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
                     answer.raise_for_status()
                 yesterday = by_day.get(day - timedelta(days=1))
                 if yesterday is not None and len(yesterday):
-                    labels = yesterday[[data.id, data.target]].to_json(orient="records")
+                    labels = yesterday[[data.id_column, data.target]].to_json(orient="records")
                     client.post(
                         "/labels",
                         content=labels.encode(),
@@ -201,6 +201,7 @@ def write_summary(project: Project, history: list[Week]) -> Path:
         [(f"{w.end - timedelta(days=1):%m-%d}", w.metric) for w in history],
         title=f"weekly {metric} of the serving champion",
         floor=floor,
+        floor_label="floor" if project.config.maximize else "ceiling",
     )
     rows = "".join(
         f"<tr><td>{w.number}</td><td>{w.end - timedelta(days=1):%Y-%m-%d}</td><td>v{w.champion}</td>"

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from modelloop.config import ProjectConfig
-from modelloop.data import Contract, DataSource
+from modelloop.data import Contract, DataSource, drop_unlabelled
 from modelloop.errors import ModelloopError
 from modelloop.registry import STATUS_TAG, ModelVersion, Registry
 from modelloop.store import MetadataDB
@@ -57,12 +57,13 @@ def decide(
         clears = candidate >= floor if maximize else candidate <= floor
         sign = ">=" if maximize else "<="
         reasons.append(
-            f"{metric} {_fmt(candidate)} {sign} floor {floor:.4f}: "
+            f"{metric} {_fmt(candidate)} {sign} {'floor' if maximize else 'ceiling'} {floor:.4f}: "
             + ("passed" if clears else "FAILED")
         )
         ok &= clears
     if champion is None:
-        reasons.append("no champion scored on this holdout: the floor decides")
+        bound = "floor" if maximize else "ceiling"
+        reasons.append(f"no champion scored on this holdout: the {bound} decides")
     else:
         bar = champion - tolerance if maximize else champion + tolerance
         clears = candidate >= bar if maximize else candidate <= bar
@@ -132,6 +133,7 @@ def run_gate(
     if champion_end is not None and champion_end > start:
         start = champion_end  # the holdout must be later than both training windows
     rows = source.load(start.to_pydatetime(), end.to_pydatetime())  # empty when start >= end
+    rows, _ = drop_unlabelled(rows, data.target)
     rows, problems = contract.check(rows, serving=False)
     holdout = {
         "start": start.isoformat(),

@@ -32,6 +32,10 @@ class MonitoringResult:
     versions: dict[str, int]
     breaches: list[str] = field(default_factory=list)
     breach_kinds: list[str] = field(default_factory=list)
+    #: Why `metric_value` is None, in words a user can act on.
+    metric_note: str | None = None
+    #: Features whose drift is shown but not counted toward an alert (`monitoring.seasonal`).
+    seasonal: list[str] = field(default_factory=list)
     report_json: Path | None = None
     report_html: Path | None = None
 
@@ -45,8 +49,9 @@ class MonitoringResult:
             "window": {"start": self.window_start.isoformat(), "end": self.as_of.isoformat()},
             "n_rows": self.n_rows,
             "n_labelled": self.n_labelled,
-            "metric": {"name": self.metric, "value": self.metric_value},
+            "metric": {"name": self.metric, "value": self.metric_value, "note": self.metric_note},
             "drift": self.drift.to_dict() if self.drift else None,
+            "seasonal": self.seasonal,
             "quality": self.quality,
             "versions": self.versions,
             "breaches": self.breaches,
@@ -89,8 +94,10 @@ def run_monitoring(
         drift=None,
         quality={},
         versions={},
+        seasonal=list(mon.seasonal),
     )
     if predictions.empty:
+        result.metric_note = "no predictions in the window"
         return _write(result, config, reports_dir)
 
     parts: list[DriftResult] = []
@@ -104,13 +111,22 @@ def run_monitoring(
     result.drift = merge_drift(parts, threshold=mon.drift_threshold)
     result.quality = data_quality(profiles[max(profiles)], predictions)
 
-    joined = labelled(predictions, logs.read_labels(), data.id, data.target)
+    joined = labelled(predictions, logs.read_labels(), data.id_column, data.target)
     # Labels that could not have arrived by as-of (timestamp > as_of - label delay) are left out,
     # so re-monitoring a past window after the fact gives the verdict it gave then.
     joined = joined[joined[data.timestamp] <= pd.Timestamp(as_of - mon.label_delay)]
     result.n_labelled = len(joined)
     if len(joined) >= mon.min_labelled_rows:
         result.metric_value = score(metric, joined[data.target], joined["_prediction"])
+        if result.metric_value is None:
+            result.metric_note = f"{metric} is undefined on these labels (one class only)"
+    elif joined.empty:
+        result.metric_note = "no labels have arrived for this window yet"
+    else:
+        result.metric_note = (
+            f"{len(joined):,} labelled rows, fewer than monitoring.min_labelled_rows "
+            f"({mon.min_labelled_rows:,})"
+        )
 
     floor = mon.performance_floor
     if floor is not None and result.metric_value is not None:
@@ -118,18 +134,19 @@ def run_monitoring(
         if worse:
             result.breaches.append(
                 f"performance: {metric} {result.metric_value:.4f} on {len(joined)} "
-                f"labelled rows is {'below' if config.maximize else 'above'} "
-                f"the floor {floor:.4f}"
+                f"labelled rows is {'below the floor' if config.maximize else 'above the ceiling'} "
+                f"{floor:.4f}"
             )
             result.breach_kinds.append("performance")
-    share = result.drift.share_drifted
-    if result.drift.features and share > mon.drift_share:
-        top = ", ".join(
-            f"{f.feature} (PSI {f.psi:.2f})" for f in result.drift.features if f.drifted
-        )
+    counted = [f for f in result.drift.features if f.feature not in mon.seasonal]
+    drifted = [f for f in counted if f.drifted]
+    share = len(drifted) / len(counted) if counted else 0.0
+    if counted and share > mon.drift_share:
+        top = ", ".join(f"{f.feature} (PSI {f.psi:.2f})" for f in drifted)
+        seasonal = f"; seasonal features not counted: {', '.join(mon.seasonal)}" if mon.seasonal else ""
         result.breaches.append(
-            f"drift: {len(result.drift.drifted)} of {len(result.drift.features)} "
-            f"features drifted ({share:.0%} > {mon.drift_share:.0%}): {top}"
+            f"drift: {len(drifted)} of {len(counted)} "
+            f"features drifted ({share:.0%} > {mon.drift_share:.0%}): {top}{seasonal}"
         )
         result.breach_kinds.append("drift")
     return _write(result, config, reports_dir)
@@ -142,6 +159,7 @@ def _write(result: MonitoringResult, config: ProjectConfig, reports_dir: Path) -
     result.report_html = reports_dir / f"{stem}.html"
     payload = {"model": config.name, **result.to_dict()}
     payload["metric"]["floor"] = config.monitoring.performance_floor
+    payload["metric"]["direction"] = config.evaluation.direction
     _atomic_write(result.report_json, json.dumps(payload, indent=2, default=str))
     _atomic_write(result.report_html, render_html(payload))
     return result

@@ -63,6 +63,7 @@ def svg_line_chart(
     *,
     title: str,
     floor: float | None = None,
+    floor_label: str = "floor",
     width: int = 720,
     height: int = 240,
 ) -> str:
@@ -72,6 +73,7 @@ def svg_line_chart(
         points: (x label, value) pairs in order, e.g. one per week.
         title: Shown above the chart and as the SVG's accessible title.
         floor: Drawn as a dashed line, e.g. the metric floor that triggers retraining.
+        floor_label: What the line is called: "ceiling" for an error metric.
         width: Width in pixels.
         height: Height in pixels.
     """
@@ -129,7 +131,7 @@ def svg_line_chart(
         )
         parts.append(
             f'<text x="{left + plot_w}" y="{y - 4:.1f}" text-anchor="end" fill="#c92a2a">'
-            f"floor {floor_value:.{decimals + 1}f}</text>"
+            f"{escape(floor_label)} {floor_value:.{decimals + 1}f}</text>"
         )
     for segment in _segments(values):
         coords = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in segment)
@@ -193,12 +195,14 @@ def _performance(report: Mapping[str, Any]) -> str:
     metric = _mapping(report.get("metric"))
     name = _text(metric.get("name"), "metric")
     value, floor = _finite(metric.get("value")), _finite(metric.get("floor"))
-    shown = "n/a (no labels yet)" if value is None else f"{value:.4f}"
+    note = _text(metric.get("note"), "no value")
+    shown = f"n/a ({note})" if value is None else f"{value:.4f}"
     floor_text = "none" if floor is None else f"{floor:.4f}"
+    bound = "Ceiling" if metric.get("direction") == "minimize" else "Floor"
     return (
         '<section>\n<h2>Performance</h2>\n<table class="performance">'
         f'<tr><th>{escape(name)}</th><td class="num">{escape(shown)}</td></tr>'
-        f'<tr><th>Floor</th><td class="num">{escape(floor_text)}</td></tr>'
+        f'<tr><th>{bound}</th><td class="num">{escape(floor_text)}</td></tr>'
         f'<tr><th>Labelled rows</th><td class="num">{_cell(report.get("n_labelled"))}</td></tr>'
         "</table>\n</section>"
     )

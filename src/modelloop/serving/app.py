@@ -333,9 +333,10 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
         data = project.config.data
         ids, targets, skipped = validate_labels(
             columns,
-            id_column=data.id,
+            id_column=data.id_column,
             target=data.target,
             task=project.config.task,
+            classes=(data.positive, data.negative),
             max_value_length=settings.max_value_length,
         )
         stored = await asyncio.to_thread(project.store_labels, ids, targets) if ids else 0

@@ -62,11 +62,14 @@ def _no_repeats(names: list[str], where: str) -> None:
         )
 
 
-def _records(rows: Any, where: str) -> Columns:
+_ROW_EXAMPLE = '[{"hour": 5, "carrier": "UA"}]'
+_LABEL_EXAMPLE = '[{"<id column>": "A17", "<target column>": 1}]'
+
+
+def _records(rows: Any, where: str, example: str = _ROW_EXAMPLE) -> Columns:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise BadRequest(
-            f"{where} must be a list of objects, one per row "
-            '(e.g. [{"hour": 5, "carrier": "UA"}])',
+            f"{where} must be a list of objects, one per row (e.g. {example})",
             problem="bad_format",
         )
     names: dict[str, None] = {}
@@ -202,4 +205,4 @@ def parse_labels(body: bytes, content_type: str | None = None) -> Columns:
                 'or {"labels": [...]}',
                 problem="bad_format",
             )
-    return _records(payload, "labels")
+    return _records(payload, "labels", _LABEL_EXAMPLE)

@@ -299,14 +299,34 @@ class RequestValidator:
             except _ColumnError as error:
                 errors.append(error)
         _raise(errors)
+        if ids is None and times is not None and self.contract.derived_id:
+            ids = self._derived_ids(features, times)
         return ValidRows(columns.n_rows, features, ids, times)
+
+    def _derived_ids(self, features: dict[str, list[Any]], times: list[datetime]) -> list[int | str]:
+        """No id sent, and the project has none: the one its data and label files derive."""
+        from modelloop.data.row_id import row_id
+
+        numbers = [features[name] for name in self.numeric]
+        texts = [features[name] for name in self.categorical]
+        return [
+            row_id(time, [column[i] for column in numbers], [column[i] for column in texts])
+            for i, time in enumerate(times)
+        ]
 
 
 def validate_labels(
-    columns: Columns, *, id_column: str, target: str, task: str, max_value_length: int = 1024
+    columns: Columns,
+    *,
+    id_column: str,
+    target: str,
+    task: str,
+    classes: tuple[Any, Any] = (None, None),
+    max_value_length: int = 1024,
 ) -> tuple[list[int | str], list[float | int], int]:
     """(ids, targets, skipped): a label whose target is empty has not arrived; it is skipped and
-    counted, never an error. A target the metric cannot use is one."""
+    counted, never an error. A target the metric cannot use is one. `classes` is the project's
+    (positive, negative) class when it names them (`data.positive`, `data.negative`)."""
     from modelloop.data.contract import label_value
 
     missing = [name for name in (id_column, target) if name not in columns]
@@ -330,7 +350,7 @@ def validate_labels(
         if _not_scalar(value):
             raise _Invalid("is not a scalar", "wrong_type")
         try:
-            return label_value(value, task)
+            return label_value(value, task, *classes)
         except ValueError as exc:
             raise _Invalid(str(exc), "bad_value") from None
 

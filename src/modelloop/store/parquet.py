@@ -855,7 +855,8 @@ def _query_parquet(
         f"SELECT {select} FROM read_parquet(?, union_by_name = true, hive_partitioning = false)"
         + (f" WHERE {where}" if where else "")
     )
-    connection = duckdb.connect()
+    # No progress bar: DuckDB draws one on stderr for long scans, in the middle of the CLI's output.
+    connection = duckdb.connect(config={"enable_progress_bar": False})
     try:
         # DuckDB preserves insertion order without ORDER BY: files, then rows, as logged.
         frame: pd.DataFrame = connection.execute(sql, [[str(f) for f in files], *params]).df()

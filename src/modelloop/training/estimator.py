@@ -50,11 +50,7 @@ def build_pipeline(
             estimator._validate_params()  # scikit-learn checks values only at fit time otherwise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.params: {class_path} does not accept these parameters: {exc}") from None
-    if task == "classification" and not hasattr(estimator, "predict_proba"):
-        raise ConfigError(
-            f"model.estimator: {class_path} has no predict_proba; a classification "
-            "project needs probabilities to rank and to monitor"
-        )
+    _check_task(estimator, class_path, task)
 
     steps: list[tuple[str, Any, list[str]]] = []
     if native:
@@ -111,3 +107,24 @@ def build_pipeline(
             )
     preprocess = ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def _check_task(estimator: Any, class_path: str, task: str) -> None:
+    """A classifier for a regression project (or the reverse) is one message naming both fields."""
+    from sklearn.base import is_classifier, is_regressor
+
+    if task == "regression" and is_classifier(estimator):
+        raise ConfigError(
+            f"task is 'regression' but model.estimator {class_path} is a classifier: use a "
+            "regressor (e.g. sklearn.ensemble.HistGradientBoostingRegressor) or task: classification"
+        )
+    if task == "classification" and is_regressor(estimator):
+        raise ConfigError(
+            f"task is 'classification' but model.estimator {class_path} is a regressor: use a "
+            "classifier (e.g. sklearn.ensemble.HistGradientBoostingClassifier) or task: regression"
+        )
+    if task == "classification" and not hasattr(estimator, "predict_proba"):
+        raise ConfigError(
+            f"model.estimator: {class_path} has no predict_proba; a classification "
+            "project needs probabilities to rank and to monitor"
+        )

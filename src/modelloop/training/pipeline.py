@@ -16,6 +16,7 @@ from modelloop.data import (
     DataSource,
     TrainingWindows,
     contract_report,
+    drop_unlabelled,
     fingerprint,
     model_input,
     split_by_time,
@@ -68,9 +69,12 @@ def git_sha(directory: Path) -> str | None:
 
 def load_labelled_window(
     config: ProjectConfig, source: DataSource, windows: TrainingWindows, contract: Contract
-) -> pd.DataFrame:
-    """Rows whose labels existed at the as-of time, validated against the contract."""
+) -> tuple[pd.DataFrame, int]:
+    """(rows, unlabelled): the rows whose labels existed at the as-of time, validated against
+    the contract, and how many rows of the window were skipped because their target is empty
+    (a label that has not arrived is normal, not an error)."""
     frame = source.load(windows.train_start, windows.labelled_until)
+    frame, unlabelled = drop_unlabelled(frame, config.data.target)
     validated, problems = contract.check(frame, serving=False, name_rows_by_id=True)
     if problems:
         raise DataError(
@@ -79,7 +83,7 @@ def load_labelled_window(
             + "\n".join(f"  {line}" for line in summarize(problems)),
             report={**contract_report(problems, origin=config.data.source), "window": windows.to_dict()},
         )
-    return validated
+    return validated, unlabelled
 
 
 def train(
@@ -104,14 +108,15 @@ def train(
     if contract is None:
         first = source.load(windows.train_start, windows.labelled_until)
         contract = Contract.infer(first, data, config.task)
-    frame = load_labelled_window(config, source, windows, contract)
+    frame, unlabelled = load_labelled_window(config, source, windows, contract)
     train_rows, holdout_rows = split_by_time(frame, data.timestamp, windows)
     if len(train_rows) < MIN_TRAIN_ROWS:
+        skipped = f"; {unlabelled:,} rows of the window have no target yet" if unlabelled else ""
         raise DataError(
             f"only {len(train_rows)} labelled rows in the training window "
             f"({windows.train_start:%Y-%m-%d %H:%M}, {windows.train_end:%Y-%m-%d %H:%M}] at as-of "
-            f"{as_of:%Y-%m-%d %H:%M} (label delay {format_duration(config.monitoring.label_delay)}); "
-            "pass a later --as-of or a longer training.window"
+            f"{as_of:%Y-%m-%d %H:%M} (label delay {format_duration(config.monitoring.label_delay)})"
+            f"{skipped}; pass a later --as-of or a longer training.window"
         )
     if config.task == "classification" and train_rows[data.target].nunique() < 2:
         raise DataError(
@@ -150,6 +155,7 @@ def train(
     metrics: dict[str, float] = {
         "rows_train": float(len(train_rows)),
         "rows_holdout": float(len(holdout_rows)),
+        "rows_unlabelled": float(unlabelled),
     }
     if holdout_score is not None:
         metrics[f"holdout_{config.evaluation.metric}"] = holdout_score
@@ -198,7 +204,7 @@ def train(
         windows=windows,
         metric=config.evaluation.metric,
         score=holdout_score,
-        rows={"train": len(train_rows), "holdout": len(holdout_rows)},
+        rows={"train": len(train_rows), "holdout": len(holdout_rows), "unlabelled": unlabelled},
         quality=quality,
         contract=contract,
     )
