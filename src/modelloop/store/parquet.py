@@ -856,8 +856,9 @@ def _query_parquet(
         + (f" WHERE {where}" if where else "")
     )
     # No progress bar: DuckDB draws one on stderr for long scans, in the middle of the CLI's output.
-    connection = duckdb.connect(config={"enable_progress_bar": False})
+    connection = duckdb.connect()
     try:
+        connection.execute("SET enable_progress_bar = false")
         # DuckDB preserves insertion order without ORDER BY: files, then rows, as logged.
         frame: pd.DataFrame = connection.execute(sql, [[str(f) for f in files], *params]).df()
         return frame
