@@ -8,7 +8,7 @@ runs end to end without MLflow. The integration tests under tests/integration ha
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,23 @@ def build_flights(n_rows: int = 3000, days: int = DAYS, seed: int = 0) -> pd.Dat
         "carrier": pd.Series(carrier, dtype=object),
         "delayed": delayed,
     })
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_stay_put() -> Iterator[None]:
+    """MLflow's set_tracking_uri/set_registry_uri also write MLFLOW_TRACKING_URI and
+    MLFLOW_REGISTRY_URI into os.environ; a test that opens a project in-process must not leave
+    them for the subprocesses of later tests, which would then look in its registry."""
+    import os
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {key: os.environ.get(key) for key in keys}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

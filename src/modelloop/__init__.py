@@ -14,6 +14,7 @@ from modelloop.errors import (
     DataError,
     ModelloopError,
     NotFound,
+    UsageError,
 )
 
 if _typing.TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "NotFound",
     "Project",
     "ProjectConfig",
+    "UsageError",
     "__version__",
     "load_config",
     "load_project",

@@ -51,6 +51,16 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Metrics whose values lie between 0 and 1 (r2 is at most 1), so a floor outside is a typo.
+_UNIT_METRICS = ("roc_auc", "average_precision", "accuracy", "f1", "brier")
+
+
+def _longer_than_zero(value: Duration) -> Duration:
+    if value.months == 0 and value.fixed <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -105,6 +115,14 @@ class DataConfig(_Section):
         for role, column in special.items():
             if column in self.features.all:
                 raise ValueError(f"column {column!r} is the {role}; it cannot also be a feature")
+        seen: dict[str, str] = {}
+        for role, column in special.items():
+            if column in seen:
+                raise ValueError(
+                    f"{_FIELD_MARK}data.{role}: column {column!r} is already the {seen[column]}; "
+                    "each role needs its own column"
+                )
+            seen[column] = role
         if self.negative is not None and self.positive is None:
             raise ValueError(
                 f"{_FIELD_MARK}data.negative: set data.positive too (the class that counts as 1)"
@@ -137,11 +155,15 @@ class TrainingConfig(_Section):
         default=Duration(fixed=timedelta(days=60)), description="labelled history used to fit"
     )
 
+    _positive = field_validator("window")(_longer_than_zero)
+
 
 class EvaluationConfig(_Section):
     metric: str = "roc_auc"
     direction: Literal["maximize", "minimize"] | None = None
     holdout: DataDuration = Duration(fixed=timedelta(days=14))
+
+    _positive = field_validator("holdout")(_longer_than_zero)
 
     @field_validator("metric")
     @classmethod
@@ -166,6 +188,7 @@ class GateConfig(_Section):
 
 class MonitoringConfig(_Section):
     window: DataDuration = Duration(fixed=timedelta(days=7))
+    _positive = field_validator("window")(_longer_than_zero)
     label_delay: DataDuration = Duration(fixed=timedelta(days=1))
     drift_threshold: float = Field(
         default=0.2, gt=0, description="PSI above which a feature drifts"
@@ -264,6 +287,22 @@ class ProjectConfig(_Section):
                 f"{_FIELD_MARK}monitoring.seasonal: {', '.join(map(repr, unknown))} "
                 "is not a feature (list columns from data.features)"
             )
+        metric = self.evaluation.metric
+        for where, bound in (("gate.floor", self.gate.floor),
+                             ("monitoring.performance_floor", self.monitoring.performance_floor)):
+            if bound is None:
+                continue
+            if metric in _UNIT_METRICS and not 0 <= bound <= 1:
+                raise ValueError(
+                    f"{_FIELD_MARK}{where}: {metric} lies between 0 and 1, so {bound} can never "
+                    "be the bar; write it as a fraction (e.g. 0.7)"
+                )
+            if metric == "r2" and bound > 1:
+                raise ValueError(f"{_FIELD_MARK}{where}: r2 is at most 1, so {bound} can never be met")
+            if metric in ("rmse", "mae", "log_loss") and bound < 0:
+                raise ValueError(
+                    f"{_FIELD_MARK}{where}: {metric} is never negative, so {bound} can never be met"
+                )
         if self.task == "regression" and self.data.positive is not None:
             raise ValueError(
                 f"{_FIELD_MARK}data.positive: a positive class only means something when task is "

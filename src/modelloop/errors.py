@@ -23,6 +23,12 @@ class ConfigError(ModelloopError):
     exit_code = 2
 
 
+class UsageError(ModelloopError):
+    """A command-line argument or option is wrong (exit 2, the CLI library's convention)."""
+
+    exit_code = 2
+
+
 class DataError(ModelloopError):
     """The data could not be loaded, or it breaks the data contract."""
 

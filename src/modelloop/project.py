@@ -22,7 +22,7 @@ from modelloop.data import (
     open_source,
     parse_timestamps,
 )
-from modelloop.errors import DataError, ModelloopError, shown
+from modelloop.errors import DataError, ModelloopError, UsageError, shown
 from modelloop.gate import GateDecision, run_gate
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
 from modelloop.registry import ModelVersion, Registry
@@ -35,6 +35,17 @@ if TYPE_CHECKING:
     from modelloop.serving.holder import ServedModel
 
 DEFAULT_HOME = ".modelloop"
+
+
+def _make_home(home_dir: Path, *, given: bool) -> None:
+    """Create the state folder, or say why it cannot be one."""
+    where = "--home" if given else "$MODELLOOP_HOME" if os.environ.get("MODELLOOP_HOME") else "state folder"
+    if home_dir.exists() and not home_dir.is_dir():
+        raise UsageError(f"{where}: {home_dir} is a file, not a folder; point it at a folder")
+    try:
+        home_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot create the folder {home_dir}: {exc.strerror or exc}") from None
 
 
 def resolve_home(home: str | Path | None, project_dir: Path) -> Path:
@@ -164,6 +175,7 @@ class Project:
         return result, decision
 
     def gate(self, version: int) -> GateDecision:
+        self.registry.get_version(self.name, version)  # NotFound names the version
         contract = self.contract()
         if contract is None:
             raise ModelloopError("no data contract yet: run `modelloop train` first")
@@ -343,17 +355,16 @@ class Project:
 
     def ingest_labels_file(self, path: Path) -> tuple[int, int]:
         if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        try:
-            frame = (
-                pd.read_csv(path)
-                if path.suffix.lower() in (".csv", ".gz")
-                else pd.read_parquet(path)
-            )
-        except Exception as exc:  # pandas/pyarrow raise many kinds; all mean "unreadable"
+            raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        if not path.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
             raise DataError(
-                f"{path}: cannot read it as {'CSV' if path.suffix == '.csv' else 'Parquet'}: {exc}"
-            ) from None
+                f"{path}: a label file must be CSV (.csv, .csv.gz) or Parquet (.parquet, .pq)"
+            )
+        as_csv = path.name.lower().endswith((".csv", ".csv.gz"))
+        try:
+            frame = pd.read_csv(path) if as_csv else pd.read_parquet(path)
+        except Exception as exc:  # pandas/pyarrow raise many kinds; all mean "unreadable"
+            raise DataError(f"{path}: cannot read it as {'CSV' if as_csv else 'Parquet'}: {exc}") from None
         try:
             return self.ingest_labels(frame)
         except DataError as exc:
@@ -405,21 +416,27 @@ class Project:
         cost a read of the whole training source, and the batch's own is known only at the end.
         """
         from modelloop.engines import get_engine
+        from modelloop.engines.local import file_format
 
         settings = self.config.scoring
         source = input or (self.project_dir / settings.input if settings.input else None)
         target = output or (self.project_dir / settings.output if settings.output else None)
         if source is None:
-            raise ModelloopError(
+            raise UsageError(
                 "nothing to score: pass the file (modelloop score INPUT --out OUTPUT) "
                 "or set scoring.input in the project file"
             )
         if target is None:
-            raise ModelloopError(
+            raise UsageError(
                 f"no output for {source}: pass --out OUTPUT (.csv, .csv.gz, .parquet or .pq) "
                 "or set scoring.output in the project file"
             )
         runner = get_engine(engine)
+        # The user's own mistakes first, before the model is loaded (seconds) for nothing.
+        file_format(source, "input")
+        file_format(target, "output")
+        if not source.is_file():
+            raise DataError(f"{source}: no such file" if not source.exists() else f"{source}: not a file")
         served = self.load_served_model(version)
         run_id = self.db.start_run("score", as_of=None, trigger="manual")
         try:
@@ -462,7 +479,7 @@ def open_project(
     path = Path(project_file).resolve()
     config = load_config(path)
     home_dir = resolve_home(home, path.parent)
-    home_dir.mkdir(parents=True, exist_ok=True)
+    _make_home(home_dir, given=home is not None)
     tracking = os.environ.get("MODELLOOP_TRACKING_URI") or f"sqlite:///{home_dir / 'mlflow.db'}"
     registry = MlflowRegistry(
         tracking, artifact_root=(home_dir / "mlartifacts").as_uri(), experiment=config.name

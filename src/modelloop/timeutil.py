@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pandas as pd
 
-from modelloop.errors import ModelloopError
+from modelloop.errors import ModelloopError, UsageError
 
 _T = TypeVar("_T", bound=datetime)
 
@@ -263,12 +263,13 @@ def parse_as_of(text: str | None) -> datetime | None:
     """Parse an --as-of value ('2013-06-30', '2013-06-30T12:00'); None means 'latest in the data'."""
     if text is None or text == "":
         return None
+    problem = f"--as-of: expected a date or time such as 2013-06-30 or 2013-06-30T12:00, got {text!r}"
     try:
         stamp = pd.Timestamp(text)
-    except (ValueError, TypeError) as exc:
-        raise ModelloopError(
-            f"--as-of: expected a date or time such as 2013-06-30 or 2013-06-30T12:00, got {text!r}"
-        ) from exc
+    except (ValueError, TypeError, OverflowError):
+        raise UsageError(problem) from None
+    if pd.isna(stamp):  # 'NaT', 'nan': pandas reads them as "no time"
+        raise UsageError(problem)
     return to_naive(stamp.to_pydatetime())
 
 

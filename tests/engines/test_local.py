@@ -18,7 +18,7 @@ from modelloop.engines import (
     get_engine,
 )
 from modelloop.engines.checks import read_rows, write_rows
-from modelloop.errors import DataError, ModelloopError
+from modelloop.errors import DataError, ModelloopError, UsageError
 from modelloop.project import Project
 from modelloop.serving.holder import ServedModel
 
@@ -253,7 +253,7 @@ def test_an_existing_prediction_column_is_refused_not_overwritten(
 
 
 def test_file_names_must_say_the_format(served: ServedModel, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"in\.txt: cannot tell the input's format"):
+    with pytest.raises(UsageError, match=r"in\.txt: cannot tell the input's format"):
         LocalEngine().score(tmp_path / "in.txt", tmp_path / "out.csv", model=served, chunk_rows=10)
     with pytest.raises(DataError, match=r"in\.csv: no such file"):
         LocalEngine().score(tmp_path / "in.csv", tmp_path / "out.csv", model=served, chunk_rows=10)

@@ -31,7 +31,7 @@ DUMMY = "sklearn.dummy.DummyClassifier"  # predicts the base rate: ROC AUC 0.5
 def test_with_no_champion_and_no_floor_a_candidate_is_promoted() -> None:
     ok, reasons = decide(0.51, None, metric="roc_auc", floor=None, tolerance=0.0, maximize=True)
     assert ok
-    assert reasons == ["no champion scored on this holdout: the floor decides"]
+    assert reasons == ["no champion yet and no gate.floor set: the first candidate is promoted"]
 
 
 @pytest.mark.parametrize(("candidate", "ok"), [(0.75, True), (0.5, True), (0.4999, False)])

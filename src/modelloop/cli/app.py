@@ -77,8 +77,46 @@ def _fmt(value: float | None) -> str:
 def init(
     directory: Annotated[Path, typer.Argument(help="where to write the project")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing modelloop.yaml")] = False,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", help="your own table (CSV or Parquet): a project proposed from it"),
+    ] = None,
+    target_column: Annotated[
+        str | None, typer.Option("--target", help="with --from: the column to predict")
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option("--time", help="with --from: the time column (default: the first date-like one)"),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id", help="with --from: the row id column (default: derived from time and values)"),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="with --from: classification or regression (default: inferred)"),
+    ] = None,
+    positive: Annotated[
+        str | None,
+        typer.Option("--positive", help="with --from: the target value that is the positive class"),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="with --from: the model's name (default: the file's)")
+    ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Write a commented, working example project (NYC flights 2013) to DIRECTORY."""
+    """Write a commented, working project to DIRECTORY: the NYC flights example, or, with
+    --from FILE --target COL, one proposed from your own table that trains, serves and monitors
+    with no edit (every choice explained in a comment)."""
+    options = {"--target": target_column, "--time": time, "--id": id_column, "--task": task,
+               "--positive": positive, "--name": name}
+    if from_file is not None:
+        _init_from(from_file, directory, force, options, json_out)
+        return
+    given = [option for option, value in options.items() if value is not None]
+    if given:
+        errors.print(f"[bold red]error:[/] {', '.join(given)} only work with --from FILE")
+        raise typer.Exit(2)
     from modelloop.examples.flights import write_example_project
 
     target = directory / "modelloop.yaml"
@@ -91,13 +129,48 @@ def init(
     console.print(f"next: cd {directory} && modelloop train --as-of 2013-03-01")
 
 
+def _init_from(
+    table: Path, directory: Path, force: bool, options: dict[str, str | None], json_out: bool
+) -> None:
+    from modelloop.scaffold import propose, write
+
+    if options["--target"] is None:
+        errors.print("[bold red]error:[/] --from needs --target COLUMN: the column to predict")
+        raise typer.Exit(2)
+    status = console.status(f"reading {table}") if not json_out else contextlib.nullcontext()
+    with status:
+        proposal = _run(
+            lambda: propose(
+                table,
+                target=str(options["--target"]),
+                time=options["--time"],
+                id=options["--id"],
+                task=options["--task"],
+                positive=options["--positive"],
+                name=options["--name"],
+                project_dir=directory,
+            )
+        )
+    written = _run(lambda: write(proposal, directory, force))
+    if json_out:
+        _dump({"project_file": str(written), **proposal.to_dict()})
+        return
+    console.print(f"wrote {written}", highlight=False)
+    for line in proposal.lines():
+        style = "yellow" if line.startswith(("  left out", "note:")) else None
+        console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"next: cd {directory} && modelloop train", highlight=False)
+
+
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="folder for the demo project")] = Path(
         "modelloop-demo"
     ),
     force: Annotated[bool, typer.Option("--force", help="use DIR even if it is not empty")] = False,
-    weeks: Annotated[int | None, typer.Option("--weeks", help="replay only this many weeks")] = None,
+    weeks: Annotated[
+        int | None, typer.Option("--weeks", min=1, help="replay only this many weeks")
+    ] = None,
 ) -> None:
     """Play the NYC flights 2013 story through the whole loop, on the real server."""
     from modelloop.examples.demo import run_demo
@@ -183,7 +256,7 @@ def _print_decision(decision: dict[str, Any]) -> None:
 
 @app.command()
 def gate(
-    version: Annotated[int, typer.Argument(help="the model version to gate")],
+    version: Annotated[int, typer.Argument(help="the model version to gate", min=1)],
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -374,7 +447,7 @@ def _score_with_progress(run: Callable[[Callable[[int, int | None], None]], Any]
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=errors) as bar:
+    with Progress(*columns, console=errors, transient=True) as bar:
         task = bar.add_task("loading the model", total=None, done="", rate="")
         started = [time.perf_counter()]
 

@@ -13,7 +13,7 @@ from modelloop.engines.base import (
 )
 from modelloop.engines.checks import check_engine
 from modelloop.engines.local import LocalEngine, file_format
-from modelloop.errors import ModelloopError
+from modelloop.errors import UsageError
 
 #: Engines that exist today, and those planned (named in the error, so a user knows it is coming).
 ENGINES = ("local",)
@@ -25,11 +25,11 @@ def get_engine(name: str) -> ScoringEngine:
     if name == "local":
         return LocalEngine()
     if name in PLANNED:
-        raise ModelloopError(
+        raise UsageError(
             f"--engine {name}: the {name} engine is not available yet in this version; "
             "use --engine local (the default)"
         )
-    raise ModelloopError(f"--engine {name!r}: no such engine; choose one of: {', '.join(ENGINES)}")
+    raise UsageError(f"--engine {name!r}: no such engine; choose one of: {', '.join(ENGINES)}")
 
 
 __all__ = [

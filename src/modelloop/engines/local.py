@@ -37,7 +37,7 @@ from modelloop.engines.base import (
     ScoreSummary,
     ScoringModel,
 )
-from modelloop.errors import DataError, ModelloopError
+from modelloop.errors import DataError, ModelloopError, UsageError
 
 Format = Literal["csv", "parquet"]
 
@@ -63,7 +63,7 @@ def file_format(path: Path, role: str) -> Format:
         return "csv"
     if name.endswith((".parquet", ".pq")):
         return "parquet"
-    raise DataError(
+    raise UsageError(
         f"{path}: cannot tell the {role}'s format from its name; name it .csv, .csv.gz, .parquet or .pq"
     )
 

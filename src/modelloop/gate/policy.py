@@ -62,8 +62,11 @@ def decide(
         )
         ok &= clears
     if champion is None:
-        bound = "floor" if maximize else "ceiling"
-        reasons.append(f"no champion scored on this holdout: the {bound} decides")
+        if floor is None:
+            reasons.append("no champion yet and no gate.floor set: the first candidate is promoted")
+        else:
+            bound = "floor" if maximize else "ceiling"
+            reasons.append(f"no champion scored on this holdout: the {bound} decides")
     else:
         bar = champion - tolerance if maximize else champion + tolerance
         clears = candidate >= bar if maximize else candidate <= bar

@@ -7,6 +7,7 @@ handle them natively), and everything is plain scikit-learn so the model loads w
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from typing import Any
@@ -44,6 +45,10 @@ def build_pipeline(
 
     cls = resolve_estimator(class_path)
     native = "categorical_features" in inspect.signature(cls).parameters
+    # The kind of model first, as its parameters depend on it; an estimator that requires
+    # parameters is checked with them below.
+    with contextlib.suppress(TypeError):
+        _check_task(cls(), class_path, task)
     try:
         estimator = cls(**params)
         if hasattr(estimator, "_validate_params"):
