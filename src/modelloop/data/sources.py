@@ -95,14 +95,14 @@ class FileSource:
         parts = []
         for name in files:
             try:
-                if name.endswith((".csv", ".csv.gz")):
+                if name.lower().endswith((".csv", ".csv.gz")):
                     part = pd.read_csv(name)
-                elif name.endswith(".parquet") or Path(name).is_dir():
+                elif name.lower().endswith((".parquet", ".pq")) or Path(name).is_dir():
                     part = pd.read_parquet(name)
                 else:
                     raise DataError(
                         f"data.source: {name} is neither Parquet nor CSV "
-                        "(expected a .parquet or .csv file)"
+                        "(expected a .parquet, .pq, .csv or .csv.gz file)"
                     )
             except DataError:
                 raise
