@@ -46,3 +46,15 @@ def test_init_writes_a_working_commented_project(tmp_path: Path) -> None:
     assert trained["rows"]["train"] > 30000
     again = run_cli("init", "proj", cwd=tmp_path, check=False)
     assert again.returncode == 1 and "--force" in again.stderr
+
+
+def test_init_writes_a_regression_example_whose_floor_is_a_ceiling(tmp_path: Path) -> None:
+    run_cli("init", "--task", "regression", "proj", cwd=tmp_path)
+    text = (tmp_path / "proj" / "modelloop.yaml").read_text()
+    assert "task: regression" in text and "HistGradientBoostingRegressor" in text
+    assert "CEILING" in text  # the template says which way an error metric's floor points
+    trained = cli_json("train", "--as-of", "2013-03-01", cwd=tmp_path / "proj")
+    assert trained["metric"] == "mae" and 5 < trained["holdout_score"] < 30  # minutes
+    decision = trained["decision"]
+    assert decision["outcome"] == "promoted"
+    assert any(r.startswith("mae ") and "<= ceiling 30.0000: passed" in r for r in decision["reasons"])

