@@ -146,6 +146,7 @@ BAD_ARGUMENTS: list[tuple[str, list[str], int, list[str]]] = [
      ["nope.yaml", "modelloop init"]),
     ("project file is a folder", ["status", "--project", "."], 2, ["no project file"]),
     ("port out of range", ["serve", "--port", "99999"], 2, ["--port"]),
+    ("host that is no address", ["serve", "--host", "999.1.1.1"], 2, ["--host 999.1.1.1"]),
     ("version that is not a number", ["gate", "abc"], 2, ["version"]),
     ("version zero", ["gate", "0"], 2, ["version"]),
     ("version that does not exist", ["gate", "99"], 1, ["99"]),
@@ -276,3 +277,14 @@ def test_a_window_too_long_for_the_calendar_is_one_message_in_a_real_process(
     done = run_cli("train", "--as-of", "2024-03-01", cwd=tmp_path, check=False, timeout=120)
     _assert_one_clear_message(done.stdout + done.stderr, done.returncode, 2, ["training.window"])
     assert len(done.stderr.strip().splitlines()) <= 3, done.stderr
+
+
+def test_a_port_already_in_use_is_one_message(workdir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, output = _invoke(["serve", "--port", str(port)], workdir)
+    _assert_one_clear_message(output, code, 1, [f"--port {port}", "another --port"])

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelloop.errors import ModelloopError
+from modelloop.errors import ModelloopError, UsageError
 
 if TYPE_CHECKING:
     from modelloop.project import Project
@@ -294,12 +294,44 @@ def serve(
     from modelloop.serving.server import run_server
 
     proj = _open(project, home)
+    _run(lambda: _check_address(host, port))
     web = _run(lambda: create_scoring_app(proj))
     errors.print(
         f"serving {proj.name} version {web.holder.version} on http://{host}:{port}",
         highlight=False,
     )
-    _run(lambda: run_server(web, host=host, port=port))
+    try:
+        _run(lambda: run_server(web, host=host, port=port))
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot start (it has logged why)
+        if exc.code in (0, None):
+            raise
+        raise typer.Exit(1) from None
+
+
+def _check_address(host: str, port: int) -> None:
+    """Say plainly when the address cannot be served on, before the model is loaded."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(
+            f"--host {host}: not an address this machine can serve on ({exc.strerror})"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except PermissionError:
+            raise ModelloopError(
+                f"--port {port}: ports below 1024 need administrator rights; pick a higher one"
+            ) from None
+        except OSError as exc:
+            raise ModelloopError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); another "
+                "server may be using it: stop it or pass another --port"
+            ) from None
 
 
 def create_scoring_app(proj: Project) -> Any:
