@@ -109,3 +109,29 @@ def test_a_label_file_without_the_id_or_the_rows_columns_names_them(
     with pytest.raises(DataError, match=r"missing column 'row_id'.*'temp', 'carrier' are missing"):
         project.ingest_labels(pd.DataFrame({
             "sched_dep": ["2024-03-02"], "hour": [5], "distance": [100.0], "delayed": [1]}))
+
+
+def test_the_monitoring_metric_says_why_it_is_missing(
+        make_project: Callable[..., Project], flights: pd.DataFrame, as_of: datetime) -> None:
+    project = make_project()
+    project.train(as_of=as_of)
+    later = flights.tail(60).copy()
+    later["flight_id"] = [f"why-{i}" for i in range(60)]
+    later["sched_dep"] = pd.Timestamp("2024-03-10") + pd.to_timedelta(range(60), unit="min")
+    serve_rows(project, later.drop(columns=["delayed"]), "why")
+    at_end = datetime(2024, 3, 10, 2)
+
+    def note(at: datetime) -> str | None:
+        result = project.monitor(as_of=at, retrain=False).result
+        assert result.metric_value is None
+        return result.metric_note
+
+    assert note(at_end) == "no labels have arrived for this window yet"
+    labels = later[["flight_id", "delayed"]].head(40)
+    project.ingest_labels(pd.concat([labels, labels.head(5)]))  # five sent twice: counted once
+    assert note(at_end) == (
+        "the 40 labels stored for this window are for rows newer than as-of minus "
+        "monitoring.label_delay (1d), so they are not counted yet: monitor at a later --as-of "
+        "to count them")
+    assert note(at_end + timedelta(days=1)) == (
+        "40 labelled rows, fewer than monitoring.min_labelled_rows (100)")

@@ -220,3 +220,16 @@ def test_the_public_api_is_sorted() -> None:
 
     assert scaffold.__all__ == sorted(scaffold.__all__)
     assert all(getattr(scaffold, name) is not None for name in scaffold.__all__)
+
+
+def test_rows_that_would_share_a_derived_id_are_pointed_out(tmp_path: Path) -> None:
+    frame = air_passengers().drop(columns=["rownames"])
+    twice = pd.concat([frame, frame.head(3)], ignore_index=True)  # three rows exported twice
+    proposal = propose(write(twice, tmp_path / "air.csv"), target="passengers",
+                       project_dir=tmp_path)
+    assert proposal.id is None
+    assert any(n.startswith("3 row(s) repeat another row's time and feature values")
+               for n in proposal.notes)
+    clean = propose(write(frame, tmp_path / "clean.csv"), target="passengers",
+                    project_dir=tmp_path)
+    assert not any("repeat another row" in n for n in clean.notes)

@@ -16,6 +16,7 @@ from modelloop.monitoring.drift import DriftResult, compute_drift, data_quality,
 from modelloop.monitoring.report import render_html
 from modelloop.registry import Registry
 from modelloop.store import LogStore
+from modelloop.timeutil import format_duration
 from modelloop.training.metrics import score
 
 
@@ -65,7 +66,8 @@ class MonitoringResult:
 def labelled(
     predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, target: str
 ) -> pd.DataFrame:
-    """Predictions joined with the labels that have arrived (ids compared as strings)."""
+    """Predictions joined with the labels that have arrived (ids compared as strings). A label
+    sent again for the same id replaces the earlier one: the newest is the truth."""
     if predictions.empty or labels.empty:
         return predictions.iloc[0:0].assign(**{target: pd.Series(dtype="float64")})
     left = predictions.assign(_key=predictions[id_column].astype(str))
@@ -73,6 +75,7 @@ def labelled(
         labels[[id_column, target]]
         .assign(_key=labels[id_column].astype(str))
         .drop(columns=[id_column])
+        .drop_duplicates("_key", keep="last")
     )
     return left.merge(right, on="_key", how="inner").drop(columns=["_key"])
 
@@ -114,12 +117,19 @@ def run_monitoring(
     joined = labelled(predictions, logs.read_labels(), data.id_column, data.target)
     # Labels that could not have arrived by as-of (timestamp > as_of - label delay) are left out,
     # so re-monitoring a past window after the fact gives the verdict it gave then.
+    arrived = len(joined)
     joined = joined[joined[data.timestamp] <= pd.Timestamp(as_of - mon.label_delay)]
     result.n_labelled = len(joined)
     if len(joined) >= mon.min_labelled_rows:
         result.metric_value = score(metric, joined[data.target], joined["_prediction"])
         if result.metric_value is None:
             result.metric_note = f"{metric} is undefined on these labels (one class only)"
+    elif joined.empty and arrived:
+        result.metric_note = (
+            f"the {arrived:,} labels stored for this window are for rows newer than as-of minus "
+            f"monitoring.label_delay ({format_duration(mon.label_delay)}), so they are not "
+            "counted yet: monitor at a later --as-of to count them"
+        )
     elif joined.empty:
         result.metric_note = "no labels have arrived for this window yet"
     else:

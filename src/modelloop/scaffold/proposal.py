@@ -188,7 +188,7 @@ def propose(
             "random_state": 0,
         },
         target_spread=_spread(frame[target]) if not _is_clf(choice) else None,
-        notes=_notes(table, choice, features, id_column),
+        notes=_notes(table, choice, features, id_column, timecol.name),
     )
 
 
@@ -269,8 +269,18 @@ def source_text(path: Path, project_dir: Path) -> str:
     return glob.escape(text)
 
 
-def _notes(table: Table, choice: TargetChoice, features: Features, id_column: str | None) -> list[str]:
+def _notes(
+    table: Table, choice: TargetChoice, features: Features, id_column: str | None, time: str
+) -> list[str]:
     notes = []
+    if id_column is None:
+        same = int(table.frame.duplicated([time, *features.numeric, *features.categorical]).sum())
+        if same:
+            notes.append(
+                f"{same:,} row(s) repeat another row's time and feature values, so they share its "
+                f"derived {DERIVED_ID!r} and a label for one is a label for all; pass --id COLUMN "
+                "if the table has an id"
+            )
     if table.truncated:
         total = f" of {table.total_rows:,}" if table.total_rows else ""
         notes.append(
