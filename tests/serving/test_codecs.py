@@ -156,6 +156,14 @@ def test_malformed_labels_are_a_bad_request(body: bytes, problem: str) -> None:
     assert caught.value.problem == problem
 
 
+def test_the_labels_format_error_shows_a_label_not_a_scoring_row() -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_labels(b'[["F1", 1]]')
+    message = str(caught.value)
+    assert '"<id column>": "A17", "<target column>": 1' in message
+    assert "hour" not in message and "carrier" not in message  # the /invocations example
+
+
 @pytest.mark.parametrize(("body", "says"), [
     (b'{"inputs": {"hour": [1e400]}}', "infinity"),
     (b'{"inputs": {"hour": [' + b"9" * 4400 + b']}}', "infinity"),
