@@ -215,11 +215,32 @@ class RetrainingConfig(_Section):
     on_performance: bool = True
 
 
+class Guardrails(_Section):
+    """When a version just swapped in is worse than the one it replaced, during `serving.bake`.
+
+    Only the server's own failures count (5xx): a 4xx is the client's mistake, so a hostile
+    client cannot force a rollback.
+    """
+
+    max_error_share: float = Field(
+        default=0.01, ge=0, le=1, description="share of 5xx answers above which the new version fails"
+    )
+    max_p99_ratio: float = Field(
+        default=2.0, gt=1, description="p99 latency above this multiple of the previous version's fails"
+    )
+    min_requests: int = Field(
+        default=200, ge=1, description="requests (after the warm-up) before a guardrail may judge"
+    )
+    warmup_requests: int = Field(
+        default=50, ge=0, description="the first requests after a swap, not judged (caches warm)"
+    )
+
+
 class ServingConfig(_Section):
     """How `modelloop serve` answers: batching, the prediction log, and the limits of a request.
 
     Wall-clock settings (measured on the server's clock, not the data's): `log_flush`,
-    `body_timeout`, `max_clock_skew`.
+    `body_timeout`, `max_clock_skew`, `reload_interval`, `bake`.
     """
 
     max_batch: int = Field(default=256, ge=1, description="rows scored together at most")
@@ -242,8 +263,25 @@ class ServingConfig(_Section):
     max_value_length: int = Field(
         default=1024, ge=1, description="longest text accepted in a category or an id"
     )
+    reload_interval: WallDuration = Field(
+        default=timedelta(seconds=5),
+        description="how often the server checks the registry's champion alias and follows it",
+    )
+    bake: WallDuration = Field(
+        default=timedelta(minutes=10),
+        description="how long the previous version stays loaded after a swap, ready to swap back",
+    )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    shadow: bool = Field(
+        default=False, description="also score the challenger on live traffic, off the request path"
+    )
+    auth: Literal["writes", "all"] = Field(
+        default="writes",
+        description="what MODELLOOP_TOKEN protects: 'writes' (/labels, /admin) or 'all' (scoring too)",
+    )
+    docs: bool = Field(default=False, description="serve the interactive API docs at /docs")
 
-    @field_validator("log_flush", "body_timeout")
+    @field_validator("log_flush", "body_timeout", "reload_interval")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

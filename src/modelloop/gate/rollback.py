@@ -1,0 +1,111 @@
+"""One-step rollback: the champion goes back to the version it replaced, with the reason kept.
+
+The same operation whoever asks: a person (`modelloop rollback`), or the server when a version
+just swapped in breaches its guardrails during the bake. It moves the registry's aliases (so
+every server that follows `champion` follows it back), marks the version that failed, and
+records the rollback beside the gate's decisions, with its evidence.
+
+Registry errors are errors: a rollback that cannot read the aliases changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modelloop.errors import ModelloopError
+from modelloop.registry import STATUS_TAG, Registry
+from modelloop.store import MetadataDB
+
+#: The outcome a rollback is recorded under, beside the gate's "promoted" and "rejected".
+ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback did, and why."""
+
+    from_version: int
+    to_version: int
+    reason: str
+    by: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    decision_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "reason": self.reason,
+            "by": self.by,
+            "evidence": self.evidence,
+            "decision_id": self.decision_id,
+        }
+
+
+def rollback(
+    registry: Registry,
+    db: MetadataDB,
+    name: str,
+    *,
+    reason: str,
+    by: str,
+    evidence: Mapping[str, Any] | None = None,
+    expected_champion: int | None = None,
+) -> Rollback:
+    """Make `previous` the champion again and mark the current champion `rolled_back`.
+
+    `expected_champion`: roll back only if that version is still the champion (a server that
+    judged version 7 must not roll back version 8, promoted meanwhile).
+
+    Raises:
+        ModelloopError: there is no champion, no previous version, or the champion moved.
+    """
+    if not reason.strip():
+        raise ModelloopError("a rollback needs a reason (it is kept with the decision)")
+    champion = registry.alias(name, "champion")
+    if champion is None:
+        raise ModelloopError(f"{name!r} has no champion: there is nothing to roll back")
+    if expected_champion is not None and champion.version != expected_champion:
+        raise ModelloopError(
+            f"version {expected_champion} is no longer the champion of {name!r} "
+            f"(version {champion.version} is): nothing was rolled back"
+        )
+    previous = registry.alias(name, "previous")
+    if previous is None or previous.version == champion.version:
+        raise ModelloopError(
+            f"{name!r} has no previous version to roll back to (champion is version "
+            f"{champion.version}); promote another version with `modelloop gate VERSION`"
+        )
+    registry.set_alias(name, "champion", previous.version)
+    registry.set_tags(name, previous.version, {STATUS_TAG: "champion"})
+    # Rolling back twice must not bring the failed version back: `previous` is gone until the
+    # next promotion sets it again.
+    registry.delete_alias(name, "previous")
+    when = datetime.now(UTC).replace(tzinfo=None)
+    registry.set_tags(
+        name,
+        champion.version,
+        {
+            STATUS_TAG: ROLLED_BACK,
+            "modelloop.rollback.reason": reason[:4900],
+            "modelloop.rollback.by": by[:250],
+            "modelloop.rollback.at": when.isoformat(timespec="seconds"),
+        },
+    )
+    evidence = dict(evidence or {})
+    decision_id = db.record_decision(
+        previous.version,
+        outcome=ROLLED_BACK,
+        reasons=[f"rolled back from version {champion.version}: {reason}"],
+        metrics={
+            "from_version": champion.version,
+            "to_version": previous.version,
+            "by": by,
+            "evidence": evidence,
+        },
+        as_of=None,
+    )
+    return Rollback(champion.version, previous.version, reason, by, evidence, decision_id)
