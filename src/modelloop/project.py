@@ -23,9 +23,10 @@ from modelloop.data import (
     parse_timestamps,
 )
 from modelloop.errors import DataError, ModelloopError, UsageError, shown
-from modelloop.gate import GateDecision, run_gate
+from modelloop.gate import GateDecision, Rollback, rollback, run_gate
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
 from modelloop.registry import ModelVersion, Registry
+from modelloop.serving.presence import running_servers
 from modelloop.store import LogStore, MetadataDB
 from modelloop.timeutil import to_naive
 from modelloop.training import TrainingResult, train
@@ -35,6 +36,19 @@ if TYPE_CHECKING:
     from modelloop.serving.holder import ServedModel
 
 DEFAULT_HOME = ".modelloop"
+
+
+def who() -> str:
+    """Who acts, for the record: $MODELLOOP_USER, else the login name."""
+    import getpass
+
+    named = os.environ.get("MODELLOOP_USER")
+    if named:
+        return named
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _make_home(home_dir: Path, *, given: bool) -> None:
@@ -395,7 +409,13 @@ class Project:
             "last_decision": decisions[0] if decisions else None,
             "last_monitoring": self.db.last_monitoring(),
             "open_alerts": self.db.open_alerts(),
+            "servers": running_servers(self.home, self.name),
         }
+
+    def rollback(self, *, reason: str, by: str | None = None) -> Rollback:
+        """Make the previous champion the champion again, with the reason kept (every server
+        following the alias swaps back within `serving.reload_interval`)."""
+        return rollback(self.registry, self.db, self.name, reason=reason, by=by or who())
 
     # -- batch scoring ----------------------------------------------------------------------------
     def score(

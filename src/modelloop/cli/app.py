@@ -279,6 +279,28 @@ def gate(
         _print_decision(decision)
 
 
+@app.command("rollback")
+def rollback_cmd(
+    reason: Annotated[str, typer.Option("--reason", help="why: kept with the decision")],
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make the previous champion the champion again (one step; every server following the
+    champion alias swaps back within serving.reload_interval)."""
+    proj = _open(project, home)
+    done = _run(lambda: proj.rollback(reason=reason))
+    if json_out:
+        _dump(done.to_dict())
+        return
+    console.print(
+        f"rolled back {proj.name}: version {done.to_version} is the champion again "
+        f"(version {done.from_version} marked rolled_back), by {done.by}: {done.reason}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def serve(
     project: ProjectOpt = Path("modelloop.yaml"),
@@ -545,6 +567,22 @@ def status(
         )
     else:
         console.print("last monitoring: none yet")
+    servers = info.get("servers") or []
+    if servers:
+        for server in servers:
+            bake = server.get("bake") or {}
+            baking = (
+                f", baking against version {bake['previous_version']} ({bake['seconds_left']:.0f} s left)"
+                if bake.get("baking")
+                else ""
+            )
+            console.print(
+                f"server {server.get('url')} (pid {server.get('pid')} on {server.get('host')}): "
+                f"serving version {server.get('version')}{baking}",
+                highlight=False,
+            )
+    else:
+        console.print("servers: none running")
     console.print(f"open alerts: {len(info['open_alerts'])}")
     for alert in info["open_alerts"]:
         console.print(
