@@ -15,6 +15,7 @@ of magnitude cheaper than building and validating a DataFrame per request.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from modelloop.errors import BadRequest
 from modelloop.serving.codecs import Columns
 
 _INT64 = 2**63
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 #: pandas keeps timestamps in nanoseconds: nothing before this reads back.
 _EARLIEST = datetime(1678, 1, 1)
 _SHOWN = 5
@@ -56,6 +58,12 @@ class ValidRows:
     features: dict[str, list[Any]]
     ids: list[int | str] | None
     times: list[datetime] | None
+
+
+def valid_request_id(value: object) -> bool:
+    """Whether a client's request id (X-Request-Id, or a v2 body's "id") may be used as given:
+    1 to 128 letters, digits or `. _ : -`, since it is logged with the rows."""
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
 
 
 def _scalar_text(value: Any) -> str:
