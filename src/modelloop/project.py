@@ -412,10 +412,10 @@ class Project:
             "servers": running_servers(self.home, self.name),
         }
 
-    def rollback(self, *, reason: str, by: str | None = None) -> Rollback:
-        """Make the previous champion the champion again, with the reason kept (every server
-        following the alias swaps back within `serving.reload_interval`)."""
-        return rollback(self.registry, self.db, self.name, reason=reason, by=by or who())
+    def rollback(self, *, reason: str, by: str | None = None, to: int | None = None) -> Rollback:
+        """Make the previous champion (or version `to`) the champion again, with the reason kept
+        (every server following the alias swaps within `serving.reload_interval`)."""
+        return rollback(self.registry, self.db, self.name, reason=reason, by=by or who(), to=to)
 
     # -- batch scoring ----------------------------------------------------------------------------
     def score(

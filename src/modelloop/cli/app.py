@@ -282,20 +282,27 @@ def gate(
 @app.command("rollback")
 def rollback_cmd(
     reason: Annotated[str, typer.Option("--reason", help="why: kept with the decision")],
+    to: Annotated[
+        int | None, typer.Option("--to", min=1, help="the version to serve (default: previous)")
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="who (default: $MODELLOOP_USER, else your login)")
+    ] = None,
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Make the previous champion the champion again (one step; every server following the
-    champion alias swaps back within serving.reload_interval)."""
+    """Make the previous champion (or --to VERSION) the champion again, in one step and never
+    through the gate; a second rollback undoes the first. Every server following the champion
+    alias swaps within serving.reload_interval."""
     proj = _open(project, home)
-    done = _run(lambda: proj.rollback(reason=reason))
+    done = _run(lambda: proj.rollback(reason=reason, by=by, to=to))
     if json_out:
         _dump(done.to_dict())
         return
     console.print(
-        f"rolled back {proj.name}: version {done.to_version} is the champion again "
-        f"(version {done.from_version} marked rolled_back), by {done.by}: {done.reason}",
+        f"rolled back {proj.name}: version {done.to_version} is the champion "
+        f"(version {done.from_version} retired, now previous), by {done.by}: {done.reason}",
         highlight=False,
         soft_wrap=True,
     )

@@ -2,8 +2,10 @@
 
 The same operation whoever asks: a person (`modelloop rollback`), or the server when a version
 just swapped in breaches its guardrails during the bake. It moves the registry's aliases (so
-every server that follows `champion` follows it back), marks the version that failed, and
-records the rollback beside the gate's decisions, with its evidence.
+every server that follows `champion` follows it back), retires the version it replaced, and
+records the rollback beside the gate's decisions, with its evidence. Afterwards `previous` is
+the version just replaced, so a second rollback undoes the first; `to` picks another version.
+It never goes through the gate's holdout: a rollback restores what served before.
 
 Registry errors are errors: a rollback that cannot read the aliases changes nothing.
 """
@@ -54,14 +56,16 @@ def rollback(
     by: str,
     evidence: Mapping[str, Any] | None = None,
     expected_champion: int | None = None,
+    to: int | None = None,
 ) -> Rollback:
-    """Make `previous` the champion again and mark the current champion `rolled_back`.
+    """Make `previous` (or version `to`) the champion and retire the current champion.
 
     `expected_champion`: roll back only if that version is still the champion (a server that
     judged version 7 must not roll back version 8, promoted meanwhile).
 
     Raises:
         ModelloopError: there is no champion, no previous version, or the champion moved.
+        NotFound: version `to` does not exist.
     """
     if not reason.strip():
         raise ModelloopError("a rollback needs a reason (it is kept with the decision)")
@@ -73,23 +77,26 @@ def rollback(
             f"version {expected_champion} is no longer the champion of {name!r} "
             f"(version {champion.version} is): nothing was rolled back"
         )
-    previous = registry.alias(name, "previous")
+    previous = registry.get_version(name, to) if to is not None else registry.alias(name, "previous")
     if previous is None or previous.version == champion.version:
         raise ModelloopError(
             f"{name!r} has no previous version to roll back to (champion is version "
-            f"{champion.version}); promote another version with `modelloop gate VERSION`"
+            f"{champion.version}); pass --to VERSION, or promote one with `modelloop gate VERSION`"
+            if to is None
+            else f"version {to} is already the champion of {name!r}"
         )
     registry.set_alias(name, "champion", previous.version)
     registry.set_tags(name, previous.version, {STATUS_TAG: "champion"})
-    # Rolling back twice must not bring the failed version back: `previous` is gone until the
-    # next promotion sets it again.
-    registry.delete_alias(name, "previous")
+    registry.set_alias(name, "previous", champion.version)  # a second rollback undoes this one
+    challenger = registry.alias(name, "challenger")
+    if challenger is not None and challenger.version == previous.version:
+        registry.delete_alias(name, "challenger")
     when = datetime.now(UTC).replace(tzinfo=None)
     registry.set_tags(
         name,
         champion.version,
         {
-            STATUS_TAG: ROLLED_BACK,
+            STATUS_TAG: "retired",
             "modelloop.rollback.reason": reason[:4900],
             "modelloop.rollback.by": by[:250],
             "modelloop.rollback.at": when.isoformat(timespec="seconds"),
