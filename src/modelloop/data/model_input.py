@@ -116,12 +116,17 @@ def _ready(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[st
     dtypes = frame.dtypes.tolist()
     if any(dtype != np.float64 for dtype in dtypes[: len(numeric)]):
         return False
+    checked: list[int] = []
     for offset, dtype in enumerate(dtypes[len(numeric) :]):
         if isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan:
             continue
         if dtype != np.dtype(object) or len(frame) > _CHECKED:
             return False
-        for value in frame.iloc[:, len(numeric) + offset].to_numpy():
+        checked.append(len(numeric) + offset)
+    if checked:
+        # One conversion of the whole frame, not one per column: a request's frame is small.
+        values = frame.to_numpy(dtype=object)
+        for value in values[:, checked].ravel():
             if not isinstance(value, str) and not (isinstance(value, float) and value != value):
                 return False
     return True

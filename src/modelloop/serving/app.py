@@ -31,6 +31,7 @@ from modelloop.serving.batcher import LogUnavailable, MicroBatcher, ScoringFaile
 from modelloop.serving.codecs import parse_invocation, parse_labels
 from modelloop.serving.holder import ModelHolder
 from modelloop.serving.logger import PredictionLogger
+from modelloop.serving.oip import add_oip_routes
 from modelloop.serving.openapi import INVOCATIONS_BODY, LABELS_BODY, error_responses
 from modelloop.serving.validation import validate_labels
 
@@ -54,6 +55,31 @@ class _JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class _Predictions:
+    """A scored request's answer, sent as two raw ASGI messages: the hot path's one response."""
+
+    __slots__ = ("body", "version")
+
+    def __init__(self, predictions: list[float], version: int) -> None:
+        self.body = orjson.dumps({"predictions": predictions})
+        self.version = str(version).encode()
+
+    async def send(self, send: Send, request_id: str) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            (b"x-model-version", self.version),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+    def response(self) -> Response:
+        """The same answer as a Response (for the route FastAPI serves and documents)."""
+        headers = {"x-model-version": self.version.decode()}
+        return Response(self.body, media_type="application/json", headers=headers)
 
 
 class _BodyTooLarge(Exception):
@@ -144,8 +170,12 @@ class ScoringApp:
             if scope["path"] == "/invocations" and scope["method"] == "POST":
                 # The hot route, straight to its handler: no routing, no Request object, no
                 # dependency solving; FastAPI still documents it (and would serve it the same).
-                response = await self._fast(scope, receive, request_id)
-                await response(scope, receive, send_with_ids)
+                answer = await self._fast(scope, receive, request_id)
+                if isinstance(answer, _Predictions):
+                    started = True
+                    await answer.send(send, request_id)
+                else:
+                    await answer(scope, receive, send_with_ids)
             else:
                 await self.app(scope, receive, send_with_ids)
         except Exception:
@@ -293,8 +323,8 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
     async def version() -> Response:
         return _JSON({"modelloop": modelloop.__version__, "model": project.name, "version": holder.version})
 
-    async def score_request(scope: Scope, receive: Receive, request_id: str) -> Response:
-        """POST /invocations, whole: a response for every outcome, errors included."""
+    async def score_request(scope: Scope, receive: Receive, request_id: str) -> Response | _Predictions:
+        """POST /invocations, whole: an answer for every outcome, errors included."""
         model = holder.current
         batcher.opened()
         try:
@@ -309,7 +339,7 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
             return error_response(exc, request_id)
         finally:
             batcher.closed()
-        return _JSON({"predictions": predictions}, headers={"x-model-version": str(model.version)})
+        return _Predictions(predictions, model.version)
 
     @app.post(
         "/invocations",
@@ -318,7 +348,8 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
         responses=error_responses(400, 408, 413, 415, 500, 503),
     )
     async def invocations(request: Request) -> Response:
-        return await score_request(request.scope, request.receive, request.state.request_id)
+        answer = await score_request(request.scope, request.receive, request.state.request_id)
+        return answer.response() if isinstance(answer, _Predictions) else answer
 
     @app.post(
         "/labels",
@@ -342,6 +373,19 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
         stored = await asyncio.to_thread(project.store_labels, ids, targets) if ids else 0
         return _JSON({"stored": stored, "skipped": skipped})
 
+    add_oip_routes(
+        app,
+        name=project.name,
+        loaded=lambda: {holder.version: holder.current},
+        current=lambda: holder.current,
+        read_body=lambda request: _read_body(
+            request.headers.get("content-length"), request.receive, max_body, body_timeout
+        ),
+        score=batcher.score,
+        error_response=error_response,
+        opened=batcher.opened,
+        closed=batcher.closed,
+    )
     return ScoringApp(app, holder, batcher, score_request)
 
 
