@@ -4,7 +4,7 @@ server use; they never reach past it into an adapter."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -88,6 +88,7 @@ class Project:
         db: MetadataDB,
         logs: LogStore,
         source: DataSource | None = None,
+        shadow_logs: Callable[[], LogStore] | None = None,
     ) -> None:
         self.config = config
         self.project_dir = project_dir
@@ -95,12 +96,28 @@ class Project:
         self.registry = registry
         self.db = db
         self.logs = logs
+        self._shadow_logs = shadow_logs
         raw = source or open_source(config.data.source, project_dir, config.data.timestamp)
         self.source: DataSource = ProjectSource(raw, config.data, config.task)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def open_shadow_logs(self) -> LogStore:
+        """The shadow log (`shadow/<name>/`): the challenger's predictions on live traffic, kept
+        apart from the champion's log, with the same layout."""
+        if self._shadow_logs is not None:
+            return self._shadow_logs()
+        from modelloop.store import MemoryLogStore
+
+        data = self.config.data
+        return MemoryLogStore(
+            self.name,
+            id_column=data.id_column,
+            timestamp_column=data.timestamp,
+            target_column=data.target,
+        )
 
     @property
     def reports_dir(self) -> Path:
@@ -513,14 +530,23 @@ def open_project(
         raise ModelloopError(
             "MODELLOOP_STORAGE=s3://... is not supported yet in this version; use a local path"
         )
-    logs = ParquetLogStore(
-        storage,
-        config.name,
-        id_column=config.data.id_column,
-        timestamp_column=config.data.timestamp,
-        target_column=config.data.target,
-        flush_interval=config.serving.log_flush,
-    )
+    def log_store(kind: str) -> ParquetLogStore:
+        return ParquetLogStore(
+            storage,
+            config.name,
+            id_column=config.data.id_column,
+            timestamp_column=config.data.timestamp,
+            target_column=config.data.target,
+            flush_interval=config.serving.log_flush,
+            kind=kind,
+        )
+
     return Project(
-        config, project_dir=path.parent, home=home_dir, registry=registry, db=db, logs=logs
+        config,
+        project_dir=path.parent,
+        home=home_dir,
+        registry=registry,
+        db=db,
+        logs=log_store("predictions"),
+        shadow_logs=lambda: log_store("shadow"),
     )

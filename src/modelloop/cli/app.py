@@ -314,17 +314,34 @@ def serve(
     home: HomeOpt = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8080,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth", help="allow a non-loopback address without MODELLOOP_TOKEN (anyone may write)"
+        ),
+    ] = False,
 ) -> None:
-    """Serve the champion over HTTP (MLflow's scoring protocol), logging every prediction.
+    """Serve the champion over HTTP (MLflow's scoring protocol and the Open Inference Protocol),
+    logging every prediction and following the registry's champion alias.
 
     SIGTERM or Ctrl-C stops accepting, answers the requests in flight, moves the write-ahead
     log to Parquet and exits 0.
     """
+    from modelloop.serving.auth import TOKEN_ENV, is_loopback, token_from_env
     from modelloop.serving.server import run_server
 
+    if not is_loopback(host) and token_from_env() is None and not no_auth:
+        errors.print(
+            f"[bold red]error:[/] --host {host} lets other machines reach the server, and without "
+            f"{TOKEN_ENV} anyone could write labels that steer monitoring or swap the model: set "
+            f"{TOKEN_ENV}, or pass --no-auth if the network is yours alone",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     proj = _open(project, home)
     _run(lambda: _check_address(host, port))
     web = _run(lambda: create_scoring_app(proj))
+    web.url = f"http://{host}:{port}"
     errors.print(
         f"serving {proj.name} version {web.holder.version} on http://{host}:{port}",
         highlight=False,

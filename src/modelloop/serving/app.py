@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -26,14 +27,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelloop.errors import BadRequest, DataError
-from modelloop.serving.batcher import LogUnavailable, MicroBatcher, ScoringFailed
+from modelloop.errors import BadRequest, DataError, ModelloopError
+from modelloop.serving import presence
+from modelloop.serving.auth import authorized, protected, token_from_env
+from modelloop.serving.batcher import LogUnavailable, MicroBatcher, ScoringFailed, model_frame
 from modelloop.serving.codecs import parse_invocation, parse_labels
-from modelloop.serving.holder import ModelHolder
+from modelloop.serving.follower import Bake, ChampionFollower, Guard
+from modelloop.serving.holder import ModelHolder, ServedModel
 from modelloop.serving.logger import PredictionLogger
+from modelloop.serving.metrics import CONTENT_TYPE, ServingMetrics, route_of
 from modelloop.serving.oip import add_oip_routes
 from modelloop.serving.openapi import INVOCATIONS_BODY, LABELS_BODY, error_responses
-from modelloop.serving.validation import validate_labels
+from modelloop.serving.shadow import ShadowScorer
+from modelloop.serving.validation import ValidRows, validate_labels
 
 if TYPE_CHECKING:
     from modelloop.project import Project
@@ -114,49 +120,106 @@ def _error(status: int, code: str, message: str, problem: str | None = None, **e
     return _JSON(body, status_code=status)
 
 
+#: Routes whose answers judge a version during the bake (the model answered them).
+_SCORING_ROUTES = frozenset({"/invocations", "/v2/models/{name}/infer"})
+
+
 class ScoringApp:
     """The ASGI app `modelloop serve` runs: the FastAPI app behind a pure ASGI layer that gives
     every response X-Request-Id and X-Model-Version and sends the hot route straight to its
-    handler. `holder` is the served version (swap it to serve another), `batcher` its batcher.
+    handler. `holder` is the served version (swap it to serve another), `batcher` its batcher,
+    `follower` keeps the holder on the registry's champion, `guard` bakes each swap.
 
     A client's X-Request-Id is kept when it is a sane token (it ends up in the log); anything
-    else gets a 400 before the app runs. An exception that escapes the app (a bug of ours) still
-    gets a JSON 500 naming the request id, and one log line with its traceback.
+    else gets a 400 before the app runs. With a token (`MODELLOOP_TOKEN`), the routes that change
+    state need it (`serving.auth`). Every answer is counted for /metrics and, for the scoring
+    routes, by the guard. An exception that escapes the app (a bug of ours) still gets a JSON 500
+    naming the request id, and one log line with its traceback.
     """
 
-    def __init__(self, app: Any, holder: ModelHolder, batcher: MicroBatcher, fast: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        holder: ModelHolder,
+        batcher: MicroBatcher,
+        fast: Any,
+        *,
+        follower: ChampionFollower | None = None,
+        guard: Guard | None = None,
+        metrics: ServingMetrics | None = None,
+        token: str | None = None,
+        auth: str = "writes",
+    ) -> None:
         self.app = app
         self.holder = holder
         self.batcher = batcher
+        self.follower = follower
+        self.guard = guard
+        self.metrics = metrics
+        self.token = token
+        self.auth = auth
+        #: Where the server listens, for `modelloop status` (set by whoever starts it).
+        self.url: str | None = None
         self._fast = fast
+
+    def _observe(self, path: str, status: int, version: bytes | None, seconds: float) -> None:
+        """One answer, counted: /metrics by route, status and version; the bake's judgement."""
+        number = int(version) if version else None
+        route = route_of(path, "")
+        if self.metrics is not None:
+            self.metrics.answered(route, status, number, seconds)
+        if self.guard is not None and number is not None and route in _SCORING_ROUTES:
+            self.guard.record(number, status, seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        arrived = time.perf_counter()
         given = None
+        authorization = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 given = value.decode("latin-1")
-                break
+            elif key == b"authorization":
+                authorization = value.decode("latin-1")
         request_id = given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        version = str(self.holder.version).encode()
-        started = False
+        exchange = _Exchange(str(self.holder.version).encode())
 
         async def send_with_ids(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                exchange.started = True
+                exchange.status = int(message["status"])
                 headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
+                names = {k.lower(): v for k, v in headers}
                 if b"x-request-id" not in names:
                     headers.append((b"x-request-id", request_id.encode()))
-                if b"x-model-version" not in names:
-                    headers.append((b"x-model-version", version))
+                if b"x-model-version" in names:
+                    exchange.version = names[b"x-model-version"]
+                else:
+                    headers.append((b"x-model-version", exchange.version))
                 message["headers"] = headers
             await send(message)
 
+        try:
+            await self._dispatch(scope, receive, send, send_with_ids, exchange, request_id, given,
+                                 authorization)
+        finally:
+            self._observe(scope["path"], exchange.status, exchange.version,
+                          time.perf_counter() - arrived)
+
+    async def _dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        send_with_ids: Send,
+        exchange: _Exchange,
+        request_id: str,
+        given: str | None,
+        authorization: str | None,
+    ) -> None:
         if given is not None and request_id != given:
             response = _error(
                 400,
@@ -166,13 +229,26 @@ class ScoringApp:
             )
             await response(scope, receive, send_with_ids)
             return
+        if (
+            self.token is not None
+            and protected(scope["path"], self.auth)
+            and not authorized(authorization, self.token)
+        ):
+            message = (
+                "this route needs the server's token: send Authorization: Bearer <token> "
+                "(the token is MODELLOOP_TOKEN where the server runs)"
+            )
+            response = _error(401, "UNAUTHORIZED", message, "unauthorized", error=message)
+            response.headers["www-authenticate"] = "Bearer"
+            await response(scope, receive, send_with_ids)
+            return
         try:
             if scope["path"] == "/invocations" and scope["method"] == "POST":
                 # The hot route, straight to its handler: no routing, no Request object, no
                 # dependency solving; FastAPI still documents it (and would serve it the same).
                 answer = await self._fast(scope, receive, request_id)
                 if isinstance(answer, _Predictions):
-                    started = True
+                    exchange.started, exchange.status, exchange.version = True, 200, answer.version
                     await answer.send(send, request_id)
                 else:
                     await answer(scope, receive, send_with_ids)
@@ -180,13 +256,24 @@ class ScoringApp:
                 await self.app(scope, receive, send_with_ids)
         except Exception:
             logger.exception("request %s failed", request_id)
-            if not started:
+            if not exchange.started:
                 response = _error(
                     500,
                     "INTERNAL_ERROR",
                     f"internal server error; see the server log for request {request_id}",
                 )
                 await response(scope, receive, send_with_ids)
+
+
+class _Exchange:
+    """One request's answer as the outer layer saw it: for /metrics and the bake."""
+
+    __slots__ = ("started", "status", "version")
+
+    def __init__(self, version: bytes) -> None:
+        self.started = False
+        self.status = 500  # what a request that never answered counts as
+        self.version = version
 
 
 async def _read_body(content_length: str | None, receive: Receive, limit: int, timeout: float) -> bytes:
@@ -225,20 +312,139 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def create_app(project: Project, *, holder: ModelHolder | None = None) -> ScoringApp:
+class _CountedLogger(PredictionLogger):
+    """The prediction logger, counting each batch's rows for /metrics."""
+
+    def __init__(self, logs: Any, metrics: ServingMetrics) -> None:
+        super().__init__(logs)
+        self._rows = metrics.batch_rows
+
+    def log(self, scored: Any) -> None:
+        self._rows.observe(sum(s.rows.n_rows for s in scored))
+        super().log(scored)
+
+
+def _alias_version(project: Project, alias: str) -> int | None:
+    found = project.registry.alias(project.name, alias)
+    return found.version if found is not None else None
+
+
+def create_app(
+    project: Project, *, holder: ModelHolder | None = None, token: str | None = None
+) -> ScoringApp:
     """The ASGI app for `project`'s champion (loaded and warmed now, so a broken model fails at
-    start, not on the first request)."""
+    start, not on the first request). `token` (default `MODELLOOP_TOKEN`) guards the routes that
+    change state (`serving.auth`)."""
     import modelloop
 
     settings = project.config.serving
     holder = holder or ModelHolder(project.load_served_model())
+    token = token if token is not None else token_from_env()
+    metrics = ServingMetrics(project.name, project.config.task)
+    metrics.served(holder.version, holder.current.load_seconds)
+    backlog = getattr(project.logs, "backlog", None)  # the embedded log's write-ahead log
+    if callable(backlog):
+        metrics.gauge(
+            "modelloop_wal_backlog_bytes",
+            "Acknowledged rows still only in the write-ahead log, in bytes",
+            lambda: float(backlog()[0]),
+        )
+        metrics.gauge(
+            "modelloop_wal_flush_age_seconds",
+            "Seconds since the write-ahead log last moved to Parquet (flush lag)",
+            lambda: float(backlog()[1]),
+        )
     batcher = MicroBatcher(
-        PredictionLogger(project.logs),
+        _CountedLogger(project.logs, metrics),
         max_batch=settings.max_batch,
         max_wait_ms=settings.max_wait_ms,
     )
     max_body = int(settings.max_body)
     body_timeout = settings.body_timeout.total_seconds()
+    shadow = (
+        ShadowScorer(
+            PredictionLogger(project.open_shadow_logs()),
+            challenger=lambda: _alias_version(project, "challenger"),
+            load=project.load_served_model,
+            frame_of=model_frame,
+        )
+        if settings.shadow
+        else None
+    )
+    presence_file: list[Any] = []
+    started_at = time.time()
+
+    def announce() -> None:
+        """Tell `modelloop status` what this server serves (best effort: never fails a request)."""
+        facts = {
+            "url": web.url,
+            "version": holder.version,
+            "started_at": started_at,
+            "swaps": [swap.to_dict() for swap in follower.swaps[-5:]],
+            "bake": guard.status(),
+            "shadow_version": shadow.version if shadow is not None else None,
+            "follow_error": follower.last_error,
+        }
+        try:
+            presence_file[:] = [presence.announce(project.home, project.name, facts)]
+        except OSError as exc:
+            logger.warning("cannot write the server's status file: %s", exc)
+
+    def swapped(old: ServedModel, new: ServedModel, reason: str) -> None:
+        guard.swapped(old, new, reason)
+        metrics.served(new.version, new.load_seconds)
+        metrics.swaps.labels("rollback" if reason.startswith("rollback") else "alias").inc()
+        announce()
+
+    def breached(bake: Bake, evidence: dict[str, Any]) -> None:
+        asyncio.get_running_loop().create_task(roll_back(bake, evidence))
+
+    async def roll_back(bake: Bake, evidence: dict[str, Any]) -> None:
+        """The registry first (every server follows it), then this server's own holder."""
+        from modelloop.gate import rollback
+
+        try:
+            await asyncio.to_thread(
+                rollback,
+                project.registry,
+                project.db,
+                project.name,
+                reason=str(evidence["breach"]),
+                by="server guardrails",
+                evidence=evidence,
+                expected_champion=bake.current.version,
+            )
+        except ModelloopError as exc:
+            logger.error("the guardrails were breached (%s) but nothing was rolled back: %s",
+                         evidence["breach"], exc)
+            return
+        except Exception:
+            logger.exception("the guardrails were breached but the rollback failed")
+            return
+        if holder.version == bake.current.version:
+            follower.swap_to(bake.previous, f"rollback: {evidence['breach']}")
+
+    guard = Guard(
+        guardrails=settings.guardrails,
+        bake_seconds=settings.bake.total_seconds(),
+        on_breach=breached,
+    )
+    follower = ChampionFollower(
+        holder,
+        champion=lambda: _alias_version(project, "champion"),
+        load=project.load_served_model,
+        interval=settings.reload_interval.total_seconds(),
+        on_swap=swapped,
+        on_tick=announce,
+    )
+
+    async def score(model: ServedModel, rows: ValidRows, request_id: str) -> list[float]:
+        """Every request's one way to the model: batched, logged, counted, shadowed."""
+        predictions = await batcher.score(model, rows, request_id)
+        metrics.scored(model.version, predictions)
+        if shadow is not None:
+            shadow.submit(rows, request_id)
+        return predictions
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -248,18 +454,28 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
                 "replayed %d logged row(s) a previous server acknowledged before it stopped", replayed
             )
         await batcher.start()
+        if shadow is not None:
+            shadow.start()
+        await follower.start()
+        announce()
         _quiet_gc()
         try:
             yield
         finally:
+            for path in presence_file:
+                presence.withdraw(path)
+            await follower.stop()
             await batcher.stop()
+            if shadow is not None:
+                await asyncio.to_thread(shadow.stop)
+                await asyncio.to_thread(shadow.close)
             await asyncio.to_thread(project.logs.close)
 
     app = FastAPI(
         title=f"modelloop: {project.name}",
         version=modelloop.__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url="/docs" if settings.docs else None,
         redoc_url=None,
         default_response_class=_JSON,
     )
@@ -334,7 +550,7 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
                 rows = await asyncio.to_thread(_decode, model, body, content_type)
             else:
                 rows = _decode(model, body, content_type)
-            predictions = await batcher.score(model, rows, request_id)
+            predictions = await score(model, rows, request_id)
         except _REQUEST_ERRORS as exc:
             return error_response(exc, request_id)
         finally:
@@ -373,20 +589,72 @@ def create_app(project: Project, *, holder: ModelHolder | None = None) -> Scorin
         stored = await asyncio.to_thread(project.store_labels, ids, targets) if ids else 0
         return _JSON({"stored": stored, "skipped": skipped})
 
+    @app.post("/admin/reload", summary="Follow the champion alias now (needs the token)")
+    async def reload() -> Response:
+        swap = await follower.check("asked by POST /admin/reload", force=True)
+        return _JSON(
+            {
+                "version": holder.version,
+                "swapped": swap.to_dict() if swap is not None else None,
+                "error": follower.last_error,
+            }
+        )
+
+    @app.get("/admin/status", summary="What this server holds: versions, the bake, swaps, shadow")
+    async def admin_status() -> Response:
+        return _JSON(
+            {
+                "model": project.name,
+                "version": holder.version,
+                "loaded": sorted(loaded()),
+                "bake": guard.status(),
+                "swaps": [swap.to_dict() for swap in follower.swaps],
+                "follow_error": follower.last_error,
+                "shadow": None
+                if shadow is None
+                else {"version": shadow.version, "scored": shadow.scored, "skipped": shadow.skipped,
+                      "failed": shadow.failed},
+            }
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    def loaded() -> dict[int, ServedModel]:
+        """The versions a request may name: the champion, the one it replaced while baking, and
+        the challenger when it is shadowed."""
+        models = guard.loaded(holder.current)
+        challenger = shadow.model if shadow is not None else None
+        if challenger is not None:
+            models.setdefault(challenger.version, challenger)
+        return models
+
     add_oip_routes(
         app,
         name=project.name,
-        loaded=lambda: {holder.version: holder.current},
+        loaded=loaded,
         current=lambda: holder.current,
         read_body=lambda request: _read_body(
             request.headers.get("content-length"), request.receive, max_body, body_timeout
         ),
-        score=batcher.score,
+        score=score,
         error_response=error_response,
         opened=batcher.opened,
         closed=batcher.closed,
     )
-    return ScoringApp(app, holder, batcher, score_request)
+    web = ScoringApp(
+        app,
+        holder,
+        batcher,
+        score_request,
+        follower=follower,
+        guard=guard,
+        metrics=metrics,
+        token=token,
+        auth=settings.auth,
+    )
+    return web
 
 
 def _quiet_gc() -> None:

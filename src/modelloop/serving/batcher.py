@@ -293,7 +293,7 @@ def _score(model: ServedModel, requests: list[ValidRows], one_row: _OneRow | Non
     if one_row is not None and len(requests) == 1 and requests[0].n_rows == 1:
         frame = one_row.fill(requests[0])
     else:
-        frame = _frame(model, requests)
+        frame = model_frame(model, requests)
     rows = len(frame)
     limit: Any = nullcontext()
     if rows >= BIG_BATCH_ROWS:
@@ -307,7 +307,8 @@ def _score(model: ServedModel, requests: list[ValidRows], one_row: _OneRow | Non
     return predictions
 
 
-def _frame(model: ServedModel, requests: list[ValidRows]) -> pd.DataFrame:
+def model_frame(model: ServedModel, requests: list[ValidRows]) -> pd.DataFrame:
+    """The requests' rows as one frame in `model`'s input form (numbers, then text columns)."""
     columns: dict[str, Any] = {}
     for name in model.numeric:
         columns[name] = np.array(

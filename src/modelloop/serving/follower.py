@@ -170,8 +170,10 @@ class ChampionFollower:
         load: Callable[[int], ServedModel],
         interval: float,
         on_swap: Callable[[ServedModel, ServedModel, str], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.holder = holder
+        self._on_tick = on_tick
         self._champion = champion
         self._load = load
         self.interval = interval
@@ -199,6 +201,8 @@ class ChampionFollower:
             await asyncio.sleep(self.interval)
             try:
                 await self.check("the champion alias moved")
+                if self._on_tick is not None:
+                    self._on_tick()
             except Exception:  # a bug here must not stop following; it is logged
                 logger.exception("following the champion alias failed")
 
@@ -231,6 +235,8 @@ class ChampionFollower:
                 return None
             self._retry.pop(target, None)
             self.last_error = None
+            if self.holder.version == target:
+                return None  # served already (a rollback swapped it in while this one loaded)
             return self.swap_to(model, reason)
 
     def swap_to(self, model: ServedModel, reason: str) -> Swap:

@@ -61,8 +61,17 @@ class ShadowScorer:
         self.failed = 0
 
     @property
+    def model(self) -> ServedModel | None:
+        """The challenger version being shadowed, once loaded."""
+        return self._model
+
+    @property
     def version(self) -> int | None:
         return self._model.version if self._model is not None else None
+
+    def close(self) -> None:
+        """Close the shadow log (after `stop`): what it holds moves to Parquet."""
+        self._log.logs.close()
 
     def start(self) -> None:
         if self._thread is None:

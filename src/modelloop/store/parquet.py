@@ -169,6 +169,7 @@ class ParquetLogStore(_LogStoreBase):
         target_column: str,
         flush_interval: float | timedelta = 10.0,
         flush_in_worker: bool = True,
+        kind: str = "predictions",
     ) -> None:
         super().__init__(
             model,
@@ -186,7 +187,9 @@ class ParquetLogStore(_LogStoreBase):
                 f"the prediction log's flush interval must be longer than zero, got {flush_interval!r}"
             )
         self.root = Path(root)
-        self.predictions_dir = self.root / "predictions" / model
+        # `kind` names the log: "predictions" (what the champion answered) or "shadow" (what the
+        # challenger would have answered): the same layout under another folder.
+        self.predictions_dir = self.root / kind / model
         self.labels_dir = self.root / "labels" / model
         self.wal_dir = self.predictions_dir / _WAL_DIR
         self.compaction_dir = self.predictions_dir / _COMPACTION_DIR
@@ -202,6 +205,7 @@ class ParquetLogStore(_LogStoreBase):
         self._closed = False
         self._to_compact: set[str] = set()
         self._damaged: set[tuple[str, str, int]] = set()
+        self._flushed_at = time.monotonic()
 
     # -- the write-ahead log ----------------------------------------------------------------
 
@@ -218,9 +222,11 @@ class ParquetLogStore(_LogStoreBase):
             writer.rotate()
             segments = writer.closed_segments()
             if not (segments or self._to_compact):
+                self._flushed_at = time.monotonic()
                 return
             try:
                 if self._flush_in_worker(writer, segments):
+                    self._flushed_at = time.monotonic()
                     return
             except BrokenProcessPool as exc:
                 logger.warning(
@@ -237,6 +243,19 @@ class ParquetLogStore(_LogStoreBase):
                     exc,
                 )
             self._move(segments, writer.writer, done=writer.forget)
+            self._flushed_at = time.monotonic()
+
+    def backlog(self) -> tuple[int, float]:
+        """(bytes of acknowledged rows still only in the write-ahead log, seconds since the last
+        flush finished): the flush's health, for /metrics."""
+        size = 0
+        for path in self.wal_dir.rglob("*"):
+            try:
+                if path.is_file() and path.suffix == ".wal":
+                    size += path.stat().st_size
+            except OSError:
+                continue  # flushed away while listed
+        return size, time.monotonic() - self._flushed_at
 
     def recover(self) -> int:
         """Replay the WAL of every dead writer into Parquet, exactly once; returns rows replayed.
