@@ -24,6 +24,7 @@ from modelloop.data import (
 )
 from modelloop.errors import DataError, ModelloopError, UsageError, shown
 from modelloop.gate import GateDecision, Rollback, rollback, run_gate
+from modelloop.gate.history import reconcile
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
 from modelloop.registry import ModelVersion, Registry
 from modelloop.serving.presence import running_servers
@@ -207,6 +208,7 @@ class Project:
 
     def gate(self, version: int) -> GateDecision:
         self.registry.get_version(self.name, version)  # NotFound names the version
+        reconcile(self.registry, self.db, self.name)  # a move made outside modelloop, first
         contract = self.contract()
         if contract is None:
             raise ModelloopError("no data contract yet: run `modelloop train` first")
@@ -432,7 +434,47 @@ class Project:
     def rollback(self, *, reason: str, by: str | None = None, to: int | None = None) -> Rollback:
         """Make the previous champion (or version `to`) the champion again, with the reason kept
         (every server following the alias swaps within `serving.reload_interval`)."""
+        reconcile(self.registry, self.db, self.name)
         return rollback(self.registry, self.db, self.name, reason=reason, by=by or who(), to=to)
+
+    def history(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Every gate decision, rollback and move of the champion made outside modelloop, newest
+        first: `at, action, version, from_version, by, reason` and the evidence."""
+        reconcile(self.registry, self.db, self.name)
+        events: list[dict[str, Any]] = []
+        for decision in self.db.decisions(limit=limit):
+            metrics = decision["metrics"] or {}
+            rolled = decision["outcome"] == "rolled_back"
+            events.append(
+                {
+                    "at": decision["created_at"],
+                    "action": decision["outcome"],
+                    "version": decision["version"],
+                    "from_version": metrics.get("from_version")
+                    if rolled
+                    else metrics.get("champion_version"),
+                    "by": metrics.get("by", "gate"),
+                    "reason": "; ".join(decision["reasons"]),
+                    "evidence": metrics.get("evidence") if rolled else metrics,
+                    "as_of": decision["as_of"],
+                }
+            )
+        for move in self.db.alias_history("champion", limit=limit):
+            if move["source"] == "external":
+                events.append(
+                    {
+                        "at": move["created_at"],
+                        "action": "moved_outside_modelloop",
+                        "version": move["version"],
+                        "from_version": move["from_version"],
+                        "by": move["by"],
+                        "reason": move["reason"],
+                        "evidence": None,
+                        "as_of": None,
+                    }
+                )
+        events.sort(key=lambda e: str(e["at"]), reverse=True)
+        return events[:limit]
 
     # -- batch scoring ----------------------------------------------------------------------------
     def score(

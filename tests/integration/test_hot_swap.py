@@ -163,6 +163,9 @@ def test_the_server_follows_the_alias_under_load_with_no_failed_request(
                        headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert [(s["from_version"], s["to_version"]) for s in status["swaps"]] == [(1, 2), (2, 1)]
     assert to_two < 15 and to_one < 15
+    history = cli_json("history", cwd=root)
+    outside = [e for e in history if e["action"] == "moved_outside_modelloop"]
+    assert [(e["from_version"], e["version"]) for e in outside][:2] == [(2, 1), (1, 2)]
     for version in (1, 2):
         expected = _plain_mlflow(root, version, rows)
         got = next(p for _, _, v, p in answers if v == str(version))

@@ -309,6 +309,33 @@ def rollback_cmd(
 
 
 @app.command()
+def history(
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many events")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every gate decision, rollback and move of the champion made outside modelloop, newest
+    first, with who and why."""
+    proj = _open(project, home)
+    events = _run(lambda: proj.history(limit=limit))
+    if json_out:
+        _dump(events)
+        return
+    table = Table("at", "action", "version", "from", "by", "reason", title=f"{proj.name}: history")
+    for event in events:
+        table.add_row(
+            str(event["at"])[:19],
+            str(event["action"]),
+            str(event["version"]),
+            "—" if event["from_version"] is None else str(event["from_version"]),
+            str(event["by"]),
+            str(event["reason"])[:120],
+        )
+    console.print(table)
+
+
+@app.command()
 def serve(
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,

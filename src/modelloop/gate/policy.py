@@ -12,6 +12,7 @@ import pandas as pd
 from modelloop.config import ProjectConfig
 from modelloop.data import Contract, DataSource, drop_unlabelled
 from modelloop.errors import ModelloopError
+from modelloop.gate.history import record_move
 from modelloop.registry import STATUS_TAG, ModelVersion, Registry
 from modelloop.store import MetadataDB
 from modelloop.training.metrics import score
@@ -181,7 +182,9 @@ def run_gate(
         as_of=_decision_time(candidate, end),
     )
     if passed:
-        promote(registry, name, version)
+        replaced = promote(registry, name, version)
+        record_move(db, version, replaced if replaced is not None else decision.champion,
+                    action="promoted", by="gate", reason=f"gate: {reasons[-1]}")
     else:
         registry.set_tags(name, version, {STATUS_TAG: "rejected"})
         challenger = registry.alias(name, "challenger")

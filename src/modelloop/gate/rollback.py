@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelloop.errors import ModelloopError
+from modelloop.gate.history import record_move
 from modelloop.registry import STATUS_TAG, Registry
 from modelloop.store import MetadataDB
 
@@ -103,6 +104,7 @@ def rollback(
         },
     )
     evidence = dict(evidence or {})
+    record_move(db, previous.version, champion.version, action=ROLLED_BACK, by=by, reason=reason)
     decision_id = db.record_decision(
         previous.version,
         outcome=ROLLED_BACK,

@@ -395,6 +395,16 @@ def create_app(
         metrics.served(new.version, new.load_seconds)
         metrics.swaps.labels("rollback" if reason.startswith("rollback") else "alias").inc()
         announce()
+        if not reason.startswith("rollback"):  # a move made outside modelloop enters history
+            asyncio.get_running_loop().create_task(reconcile_history())
+
+    async def reconcile_history() -> None:
+        from modelloop.gate.history import reconcile
+
+        try:
+            await asyncio.to_thread(reconcile, project.registry, project.db, project.name)
+        except Exception as exc:  # history catches up at the next modelloop operation
+            logger.warning("could not record the champion's move in the history: %s", exc)
 
     def breached(bake: Bake, evidence: dict[str, Any]) -> None:
         asyncio.get_running_loop().create_task(roll_back(bake, evidence))

@@ -98,6 +98,20 @@ _triggers = sa.Table(
     sa.Column("fired", sa.Boolean, nullable=False),
     _created_at(),
 )
+_aliases = sa.Table(
+    "modelloop_alias_history",
+    _metadata,
+    _id(),
+    _model(),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("by", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    _created_at(),
+)
 _state = sa.Table(
     "modelloop_state",
     _metadata,
@@ -156,6 +170,38 @@ class MetadataDB:
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first."""
         return self._select(_runs, order=[_runs.c.id.desc()], limit=limit)
+
+    # -- alias history ---------------------------------------------------------------------------
+
+    def record_alias(
+        self,
+        alias: str,
+        version: int | None,
+        *,
+        from_version: int | None,
+        action: str,
+        by: str,
+        reason: str,
+        source: str = "modelloop",
+    ) -> int:
+        """One move of an alias: who, why, from which version; `source` is `modelloop` or
+        `external` (moved in the MLflow UI or by a client, found by reconciling)."""
+        return self._insert(
+            _aliases,
+            alias=alias,
+            version=None if version is None else int(version),
+            from_version=None if from_version is None else int(from_version),
+            action=action,
+            source=source,
+            by=by[:255],
+            reason=reason,
+            created_at=_now(),
+        )
+
+    def alias_history(self, alias: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Newest first; one alias's moves when `alias` is given."""
+        where = [] if alias is None else [_aliases.c.alias == alias]
+        return self._select(_aliases, where=where, order=[_aliases.c.id.desc()], limit=limit)
 
     # -- gate decisions --------------------------------------------------------------------------
 
@@ -359,17 +405,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+#: The revision a database made before migrations existed is at (its tables were created directly).
+_FIRST_REVISION = "0001"
+
+
 def _create_tables(engine: Engine) -> None:
-    # Another process may create a table between our check and our CREATE: check again, a few
-    # times, as each retry can lose a race on a different table.
+    """Bring the database to the newest migration (alembic), once per process and engine.
+
+    Another process may migrate at the same moment: a failed attempt is retried after a pause,
+    and the retry finds the work done.
+    """
     for attempt in range(8):
         try:
-            _metadata.create_all(engine, checkfirst=True)
+            _migrate(engine)
             return
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
             if attempt == 7:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+#: Alembic keeps its running environment in module globals: one migration at a time per process.
+_MIGRATING = threading.Lock()
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "modelloop.store:migrations")
+    with _MIGRATING, engine.begin() as connection:
+        config.attributes["connection"] = connection
+        tables = set(sa.inspect(connection).get_table_names())
+        if "alembic_version" not in tables and "modelloop_runs" in tables:
+            command.stamp(config, _FIRST_REVISION)  # made by create_all, before migrations
+        command.upgrade(config, "head")
 
 
 def _row(row: Mapping[Any, Any]) -> dict[str, Any]:

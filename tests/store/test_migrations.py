@@ -1,0 +1,62 @@
+"""modelloop.db is migrated with alembic: a new database reaches the newest revision, a database
+made before migrations existed keeps its rows and gains the new tables, and two processes that
+first connect at the same moment both succeed."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from modelloop.store import MetadataDB
+
+HEAD = "0002"
+
+
+def _revision(path: Path) -> str:
+    with sqlite3.connect(path) as connection:
+        return str(connection.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+
+def test_a_new_database_reaches_the_newest_revision(tmp_path: Path) -> None:
+    db = MetadataDB(f"sqlite:///{tmp_path / 'm.db'}", model="m")
+    db.record_alias("champion", 1, from_version=None, action="promoted", by="gate", reason="r")
+    assert _revision(tmp_path / "m.db") == HEAD
+    assert db.alias_history()[0]["version"] == 1
+
+
+def test_a_database_from_before_migrations_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:  # the version-zero schema, created directly
+        connection.execute(sa.text(
+            "CREATE TABLE modelloop_decisions (id INTEGER PRIMARY KEY, model VARCHAR(255) NOT NULL,"
+            " version INTEGER NOT NULL, outcome VARCHAR(64) NOT NULL, reasons TEXT NOT NULL,"
+            " metrics TEXT NOT NULL, as_of DATETIME, created_at DATETIME NOT NULL)"))
+        for table in ("modelloop_runs", "modelloop_monitoring", "modelloop_alerts",
+                      "modelloop_triggers"):
+            connection.execute(sa.text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)"))
+        connection.execute(sa.text(
+            "CREATE TABLE modelloop_state (model VARCHAR(255), key VARCHAR(255), value TEXT,"
+            " updated_at DATETIME, PRIMARY KEY (model, key))"))
+        connection.execute(sa.text(
+            "INSERT INTO modelloop_decisions VALUES (1, 'm', 3, 'promoted', '[\"ok\"]', '{}',"
+            " NULL, '2024-01-01 00:00:00')"))
+    engine.dispose()
+    db = MetadataDB(f"sqlite:///{path}", model="m")
+    assert [d["version"] for d in db.decisions()] == [3]  # nothing lost
+    db.record_alias("champion", 3, from_version=None, action="found", by="m", reason="r")
+    assert _revision(path) == HEAD
+
+
+def _first_connect(url: str) -> int:
+    return len(MetadataDB(url, model="m").decisions())
+
+
+def test_two_processes_migrating_at_once_both_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_first_connect, [url] * 4) == [0, 0, 0, 0]
+    assert _revision(tmp_path / "race.db") == HEAD
