@@ -184,6 +184,9 @@ class GateConfig(_Section):
     tolerance: float = Field(
         default=0.0, ge=0, description="how much worse than the champion is still fine"
     )
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, description="the longest a candidate may take to answer one row"
+    )
 
 
 class MonitoringConfig(_Section):

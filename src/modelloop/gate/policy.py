@@ -13,6 +13,7 @@ from modelloop.config import ProjectConfig
 from modelloop.data import Contract, DataSource, drop_unlabelled
 from modelloop.errors import ModelloopError
 from modelloop.gate.history import record_move
+from modelloop.gate.validity import Check, check_validity
 from modelloop.registry import STATUS_TAG, ModelVersion, Registry
 from modelloop.store import MetadataDB
 from modelloop.training.metrics import score
@@ -145,7 +146,13 @@ def run_gate(
         "rows": 0 if problems else len(rows),
     }
     cand_score = champ_score = None
+    checks: list[Check] = []
     if not problems and len(rows):
+        own = Contract.from_dict(registry.read_json(name, version, "contract.json"))
+        checks = check_validity(registry, name, version, own, rows, task=config.task,
+                                max_latency_ms=config.gate.max_latency_ms)
+    invalid = [c for c in checks if not c.passed]
+    if not problems and len(rows) and not invalid:
         truth = rows[data.target]
         cand_score = score(config.evaluation.metric, truth, predict(registry, name, version, rows))
         if champion is not None:
@@ -164,6 +171,9 @@ def run_gate(
         reasons.insert(
             0, "the holdout breaks the data contract: " + "; ".join(p.describe() for p in problems)
         )
+        passed = False
+    if invalid:
+        reasons[:] = [f"validity {c.name}: {c.detail}: FAILED" for c in invalid]
         passed = False
     reasons.insert(
         0,
@@ -210,6 +220,7 @@ def run_gate(
             "champion": champ_score,
             "champion_version": decision.champion,
             "holdout": holdout,
+            "validity": [c.to_dict() for c in checks],
         },
         as_of=decision.as_of,
     )
