@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import CLI, ServerProcess, cli_json, run_cli
+from tests.integration.conftest import ServerProcess, cli_json, run_cli
 from tests.integration.synthetic import PROJECT, day, make_frame
 
 pytestmark = pytest.mark.integration
@@ -229,4 +229,3 @@ def test_a_public_address_without_a_token_refuses_to_start(two_versions: dict[st
     assert done.returncode == 2, done
     assert "MODELLOOP_TOKEN" in done.stderr and "--no-auth" in done.stderr
     assert "Traceback" not in done.stderr
-    assert CLI  # the real console script

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -31,7 +30,7 @@ from modelloop.errors import BadRequest, DataError, ModelloopError
 from modelloop.serving import presence
 from modelloop.serving.auth import authorized, protected, token_from_env
 from modelloop.serving.batcher import LogUnavailable, MicroBatcher, ScoringFailed, model_frame
-from modelloop.serving.codecs import parse_invocation, parse_labels
+from modelloop.serving.codecs import OFFLOAD_BYTES, parse_invocation, parse_labels
 from modelloop.serving.follower import Bake, ChampionFollower, Guard
 from modelloop.serving.holder import ModelHolder, ServedModel
 from modelloop.serving.logger import PredictionLogger
@@ -39,7 +38,7 @@ from modelloop.serving.metrics import CONTENT_TYPE, ServingMetrics, route_of
 from modelloop.serving.oip import add_oip_routes
 from modelloop.serving.openapi import INVOCATIONS_BODY, LABELS_BODY, error_responses
 from modelloop.serving.shadow import ShadowScorer
-from modelloop.serving.validation import ValidRows, validate_labels
+from modelloop.serving.validation import ValidRows, valid_request_id, validate_labels
 
 if TYPE_CHECKING:
     from modelloop.project import Project
@@ -51,9 +50,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-#: Bodies larger than this are decoded on a thread, so one big request does not stall the loop.
-_OFFLOAD_BYTES = 256 * 1024
 
 
 class _JSON(Response):
@@ -165,7 +161,7 @@ class ScoringApp:
     def _observe(self, path: str, status: int, version: bytes | None, seconds: float) -> None:
         """One answer, counted: /metrics by route, status and version; the bake's judgement."""
         number = int(version) if version else None
-        route = route_of(path, "")
+        route = route_of(path)
         if self.metrics is not None:
             self.metrics.answered(route, status, number, seconds)
         if self.guard is not None and number is not None and route in _SCORING_ROUTES:
@@ -183,7 +179,7 @@ class ScoringApp:
                 given = value.decode("latin-1")
             elif key == b"authorization":
                 authorization = value.decode("latin-1")
-        request_id = given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given is not None and valid_request_id(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         exchange = _Exchange(str(self.holder.version).encode())
 
@@ -556,7 +552,7 @@ def create_app(
         try:
             body = await _read_body(_header(scope, b"content-length"), receive, max_body, body_timeout)
             content_type = _header(scope, b"content-type")
-            if len(body) > _OFFLOAD_BYTES:
+            if len(body) > OFFLOAD_BYTES:
                 rows = await asyncio.to_thread(_decode, model, body, content_type)
             else:
                 rows = _decode(model, body, content_type)

@@ -19,6 +19,8 @@ import orjson
 from modelloop.errors import BadRequest
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+#: Bodies larger than this are decoded on a thread, so one big request does not stall the loop.
+OFFLOAD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,14 @@ class _Traffic:
     errors: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
+    def add(self, status: int, seconds: float) -> None:
+        """One answer the server gave (never a 4xx: the client's mistake says nothing)."""
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
+        else:
+            self.latencies.append(seconds)
+
     def p99(self) -> float | None:
         if not self.latencies:
             return None
@@ -111,11 +119,7 @@ class Bake:
         self.seen += 1
         if self.seen <= self.rules.warmup_requests:
             return None
-        self.traffic.requests += 1
-        if status >= 500:
-            self.traffic.errors += 1
-        else:
-            self.traffic.latencies.append(seconds)
+        self.traffic.add(status, seconds)
         if self.traffic.requests < self.rules.min_requests:
             return None
         self.verdict = self._judge()
@@ -221,13 +225,13 @@ class ChampionFollower:
             if target is None or target == self.holder.version:
                 self.last_error = None
                 return None
-            not_before, pause = self._retry.get(target, (0.0, RETRY_SECONDS / 2))
+            not_before, last_pause = self._retry.get(target, (0.0, 0.0))
             if not force and time.monotonic() < not_before:
                 return None
             try:
                 model = await asyncio.to_thread(self._load, target)
             except Exception as exc:
-                pause = min(pause * 2, MAX_RETRY_SECONDS)
+                pause = min(last_pause * 2, MAX_RETRY_SECONDS) if last_pause else RETRY_SECONDS
                 self._retry[target] = (time.monotonic() + pause, pause)
                 self.last_error = f"version {target} failed to load: {exc}"
                 logger.error("%s; still serving version %d, retrying in %.0f s",
@@ -277,15 +281,11 @@ class Guard:
             for old in [v for v in self._traffic if v != version][:-2]:
                 del self._traffic[old]  # only the last few versions matter
         if not 400 <= status < 500:
-            traffic.requests += 1
-            if status >= 500:
-                traffic.errors += 1
-            else:
-                traffic.latencies.append(seconds)
+            traffic.add(status, seconds)
         bake = self.bake
         if bake is not None:
             evidence = bake.record(version, status, seconds)
-            if evidence is not None and "breach" in evidence:
+            if evidence is not None:  # a breach, once
                 self._on_breach(bake, evidence)
 
     def swapped(self, old: ServedModel, new: ServedModel, reason: str) -> None:

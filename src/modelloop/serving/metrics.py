@@ -1,15 +1,19 @@
 """`GET /metrics`: the server in Prometheus' text format (prometheus-client), for Grafana & co.
 
 One registry per app (not the process-global one), so two apps in one process never mix their
-counts. Recording a request costs a few dictionary lookups: the hot path pays for it once per
-answer, never per row.
+counts. Recording a request costs a few dictionary lookups and one vectorised bucketing of its
+predictions: the hot path pays once per answer, never per row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import threading
+from collections.abc import Callable, Iterator
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 #: Latency buckets (seconds) around what a micro-batched server answers in: 1 ms to 10 s.
@@ -49,13 +53,12 @@ class ServingMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.predictions = Histogram(
+        self.predictions = _Predictions(
             "modelloop_predictions",
             "The predictions answered: the positive class's probability, or the value",
-            ["version"],
-            buckets=PROBABILITY_BUCKETS if task == "classification" else VALUE_BUCKETS,
-            registry=self.registry,
+            PROBABILITY_BUCKETS if task == "classification" else VALUE_BUCKETS,
         )
+        self.registry.register(self.predictions)
         self.version = Gauge(
             "modelloop_model_version", "The version answering requests now", registry=self.registry
         )
@@ -82,9 +85,7 @@ class ServingMetrics:
         self.latency.labels(route, label).observe(seconds)
 
     def scored(self, version: int, predictions: list[float]) -> None:
-        histogram = self.predictions.labels(str(version))
-        for value in predictions:
-            histogram.observe(value)
+        self.predictions.observe(version, predictions)
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A value read when scraped (e.g. the write-ahead log's backlog)."""
@@ -94,7 +95,56 @@ class ServingMetrics:
         return bytes(generate_latest(self.registry))
 
 
-def route_of(path: str, method: str) -> str:
+#: Requests up to this many rows are bucketed value by value.
+_FEW = 8
+
+
+class _Predictions:
+    """A histogram of predictions by version, counted a request at a time (one vectorised
+    bucketing per request, not one `observe` per row: a 10,000-row request is one call)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(buckets, dtype="float64")
+        self._bounds = list(buckets)
+        self._counts: dict[int, np.ndarray] = {}
+        self._sums: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, version: int, values: list[float]) -> None:
+        # Slot i counts values <= bound i (Prometheus' `le`); the last slot, values above all.
+        with self._lock:
+            counts = self._counts.get(version)
+            if counts is None:
+                counts = self._counts[version] = np.zeros(len(self.bounds) + 1, dtype=np.int64)
+            if len(values) <= _FEW:  # a request of a few rows: numpy's call costs more
+                for value in values:
+                    counts[bisect.bisect_left(self._bounds, value)] += 1
+                self._sums[version] = self._sums.get(version, 0.0) + sum(values)
+                return
+            array = np.asarray(values, dtype="float64")
+            slots = np.searchsorted(self.bounds, array, side="left")
+            counts += np.bincount(slots, minlength=len(self.bounds) + 1)
+            self._sums[version] = self._sums.get(version, 0.0) + float(array.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["version"])
+        with self._lock:
+            snapshot = [(v, c.copy(), self._sums[v]) for v, c in self._counts.items()]
+        for version, counts, total in sorted(snapshot, key=lambda item: item[0]):
+            cumulative = np.cumsum(counts)
+            buckets = [(_le(b), float(n)) for b, n in zip(self.bounds, cumulative[:-1], strict=True)]
+            buckets.append(("+Inf", float(cumulative[-1])))
+            family.add_metric([str(version)], buckets, total)
+        yield family
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))  # 0.5, 1.0, -100.0: a float as Prometheus reads it
+
+
+def route_of(path: str) -> str:
     """A bounded label for a path: the route template, never the raw path (ids, names)."""
     if path.startswith("/v2/models/"):
         tail = path.rsplit("/", 1)[-1]

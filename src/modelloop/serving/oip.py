@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from modelloop.errors import BadRequest, shown
-from modelloop.serving.codecs import Columns, loads
+from modelloop.serving.codecs import OFFLOAD_BYTES, Columns, loads
 from modelloop.serving.holder import ServedModel
 from modelloop.serving.validation import ValidRows, valid_request_id
 
@@ -43,8 +43,6 @@ _INTEGERS = {
 _FLOATS = ("FP16", "FP32", "FP64")
 #: The protocol's datatypes a JSON tensor can carry (BF16 travels as binary data only).
 DATATYPES = ("BOOL", *_INTEGERS, *_FLOATS, "BYTES")
-#: Bodies larger than this are decoded on a thread, so one big request does not stall the loop.
-_OFFLOAD_BYTES = 256 * 1024
 #: tritonclient writes a missing number as a bare NaN, which is not JSON; outside strings it is
 #: read as null (a missing value, which the validator then allows or refuses per the contract).
 _NAN = re.compile(rb'("(?:[^"\\]|\\.)*")|-?\bNaN\b')
@@ -456,7 +454,7 @@ def add_oip_routes(
                     status=415,
                 )
             body = await read_body(request)
-            if len(body) > _OFFLOAD_BYTES:
+            if len(body) > OFFLOAD_BYTES:
                 rows, given = await asyncio.to_thread(_decode, model, body)
             else:
                 rows, given = _decode(model, body)
