@@ -12,8 +12,8 @@ import yaml
 
 from modelloop.config import ProjectConfig, parse_config
 from modelloop.data import split_by_time, training_windows
+from modelloop.data.windows import MIN_TRAIN_ROWS
 from modelloop.scaffold import Cadence, Exclusion, Proposal, propose, render
-from modelloop.training.pipeline import MIN_TRAIN_ROWS
 from tests.scaffold.conftest import air_passengers, hotel_with_extras, write
 
 

@@ -8,15 +8,10 @@ import pandas as pd
 import pytest
 
 from modelloop.data import split_by_time, training_windows
+from modelloop.data.windows import MIN_TRAIN_ROWS
 from modelloop.errors import DataError
 from modelloop.scaffold import Cadence
-from modelloop.scaffold.windows import MIN_TRAIN_ROWS as COPY
 from modelloop.scaffold.windows import choose_windows
-from modelloop.training.pipeline import MIN_TRAIN_ROWS
-
-
-def test_the_copied_minimum_matches_training() -> None:
-    assert COPY == MIN_TRAIN_ROWS
 
 
 def _times(freq: str, periods: int, per_step: int = 1) -> pd.Series:

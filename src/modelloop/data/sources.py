@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import pandas as pd
 
 from modelloop.config import DataConfig
+from modelloop.data.contract import target_values
+from modelloop.data.row_id import derive_row_ids
 from modelloop.errors import DataError, shown
 
 
@@ -194,9 +196,6 @@ def prepare_rows(frame: pd.DataFrame, data: DataConfig, task: str) -> pd.DataFra
     A row whose features cannot make an id (a missing column, text in a numeric feature) gets
     none: the data contract then names the real problem.
     """
-    from modelloop.data.contract import target_values
-    from modelloop.data.row_id import derive_row_ids
-
     out = frame
     if data.target in frame.columns:
         column = frame[data.target]

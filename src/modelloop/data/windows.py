@@ -15,6 +15,9 @@ import pandas as pd
 
 from modelloop.timeutil import Duration
 
+#: Training refuses a window with fewer labelled rows than this; `init --from` sizes windows by it.
+MIN_TRAIN_ROWS = 20
+
 
 @dataclass(frozen=True)
 class TrainingWindows:

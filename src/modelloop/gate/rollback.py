@@ -13,7 +13,7 @@ Registry errors are errors: a rollback that cannot read the aliases changes noth
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,14 +38,7 @@ class Rollback:
     decision_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "reason": self.reason,
-            "by": self.by,
-            "evidence": self.evidence,
-            "decision_id": self.decision_id,
-        }
+        return asdict(self)
 
 
 def rollback(

@@ -18,12 +18,10 @@ import numpy as np
 import pandas as pd
 
 from modelloop.data import training_windows
+from modelloop.data.windows import MIN_TRAIN_ROWS
 from modelloop.errors import DataError
 from modelloop.timeutil import Duration, format_duration
 
-#: Training refuses fewer labelled rows than this (modelloop.training.pipeline.MIN_TRAIN_ROWS,
-#: not imported: that module pulls in the whole training stack).
-MIN_TRAIN_ROWS = 20
 #: What a training window aims for: ten times the minimum.
 TRAIN_AIM = 10 * MIN_TRAIN_ROWS
 #: Above this, a longer training window buys time, not accuracy.

@@ -23,6 +23,7 @@ from modelloop.data import (
     summarize,
     training_windows,
 )
+from modelloop.data.windows import MIN_TRAIN_ROWS
 from modelloop.errors import DataError
 from modelloop.monitoring.drift import data_quality
 from modelloop.monitoring.profile import build_profile
@@ -36,8 +37,6 @@ from modelloop.registry import (
 from modelloop.timeutil import format_duration
 from modelloop.training.estimator import build_pipeline
 from modelloop.training.metrics import score
-
-MIN_TRAIN_ROWS = 20
 
 
 @dataclass
