@@ -126,7 +126,7 @@ def test_a_missing_category_means_what_training_learned(trained: dict[str, Any],
 
 def test_the_holdout_score_at_training_is_the_score_the_gate_sees(trained: dict[str, Any]) -> None:
     from modelloop.gate.policy import predict
-    from modelloop.training.metrics import score
+    from modelloop.stats import score
 
     project = open_project(trained["dir"] / "modelloop.yaml")
     windows = trained["train"]["windows"]

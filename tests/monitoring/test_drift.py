@@ -1,4 +1,4 @@
-"""Drift against the reference profile, merged across model versions, and data-quality findings."""
+"""Drift against the reference profile, merged across model versions."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from modelloop.monitoring.drift import (
     DriftResult,
     FeatureDrift,
     compute_drift,
-    data_quality,
     merge_drift,
 )
-from modelloop.monitoring.profile import build_profile
+from modelloop.stats import build_profile
 
 
 def flights(n: int, seed: int, *, temp_shift: float = 0.0) -> pd.DataFrame:
@@ -127,48 +126,9 @@ def test_merge_across_versions_with_different_profiles(profile: dict[str, Any]) 
     assert merge_drift([], threshold=0.1).share_drifted == 0.0
 
 
-def test_data_quality_reports_out_of_range_unseen_and_missing(
-    profile: dict[str, Any],
-) -> None:
-    frame = pd.DataFrame(
-        {
-            "temp": [50.0, 60.0, -80.0, 250.0, 300.0, np.nan],
-            "hour": [5, 6, 7, 8, 9, 10],
-            "carrier": ["UA", "ZZ", "ZZ", "QQ", None, "DL"],
-        }
-    )
-
-    report = data_quality(profile, frame)
-
-    assert json.loads(json.dumps(report, allow_nan=False)) == report
-    assert report["n_rows"] == 6
-    temp = report["out_of_range"]["temp"]
-    assert temp["count"] == 3
-    assert temp["share"] == pytest.approx(0.5)
-    assert (temp["min_seen"], temp["max_seen"]) == (-80.0, 300.0)
-    assert temp["reference_min"] < 50 < temp["reference_max"] < 250
-    assert "hour" not in report["out_of_range"]
-    assert report["unseen_categories"] == {
-        "carrier": {"count": 3, "share": 0.5, "values": ["ZZ", "QQ"]}
-    }
-    assert report["missing"] == {
-        "temp": pytest.approx(1 / 6),
-        "hour": 0.0,
-        "carrier": pytest.approx(1 / 6),
-    }
-
-
 def test_unseen_categories_go_to_other_in_the_drift_bars(profile: dict[str, Any]) -> None:
     frame = pd.DataFrame({"carrier": ["ZZ"] * 90 + ["UA"] * 10})
     result = compute_drift(profile, frame, threshold=0.1)
     (carrier,) = result.features
     assert carrier.current_shares[carrier.labels.index("__other__")] == pytest.approx(0.9)
     assert carrier.drifted
-
-
-def test_clean_data_has_no_findings(profile: dict[str, Any]) -> None:
-    training_rows = flights(4000, seed=1).sample(200, random_state=0)
-    report = data_quality(profile, training_rows)
-    assert report["out_of_range"] == {}
-    assert report["unseen_categories"] == {}
-    assert set(report["missing"]) == {"temp", "hour", "carrier"}

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelloop.monitoring.drift import compute_drift, data_quality
-from modelloop.monitoring.profile import build_profile
+from modelloop.monitoring.drift import compute_drift
 from modelloop.monitoring.report import render_html, svg_line_chart
+from modelloop.stats import build_profile, data_quality
 
 EVIL = "<script>alert('x')</script>"
 SVG = "{http://www.w3.org/2000/svg}"

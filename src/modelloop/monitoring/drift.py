@@ -1,22 +1,23 @@
-"""Feature drift and data quality of served data, measured against the model's reference profile.
+"""Feature drift of served data: how far each feature's distribution moved from the reference
+profile of the model version that served it.
 
-Both are findings to flag, never errors: drift feeds the retraining trigger and the report, and
-data quality runs on training data too, where a surprising value deserves a look, not a crash.
+A finding to flag, never an error: drift feeds the retraining trigger and the report. It is
+computed from a window's counts per reference bin (`modelloop.stats.counts`), which monitoring
+takes in SQL where the log lives; `compute_drift` gives the same result on a pandas frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from modelloop.monitoring.profile import as_categories, as_numeric, bin_shares, psi
+from modelloop.stats import FeatureCounts, count_frame, psi
 
-#: Unseen categories listed by name per feature; the count covers all of them.
-MAX_UNSEEN_LISTED = 10
+if TYPE_CHECKING:
+    import pandas as pd  # only in annotations: pandas is imported by whoever hands a frame
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,24 @@ def compute_drift(
     A feature absent from `frame` is skipped rather than failed: a log written before a feature
     existed should still be monitored on the features it has.
     """
-    n_rows = len(frame)
+    return drift_from_counts(profile, count_frame(profile, frame), len(frame), threshold=threshold)
+
+
+def drift_from_counts(
+    profile: Mapping[str, Any],
+    counts: Mapping[str, FeatureCounts],
+    n_rows: int,
+    *,
+    threshold: float,
+) -> DriftResult:
+    """`compute_drift` of `n_rows` rows already counted against `profile`."""
     results: list[FeatureDrift] = []
     for name, feature in profile.get("features", {}).items():
-        if name not in frame.columns:
+        found = counts.get(name)
+        if found is None:
             continue
         reference = np.asarray(feature["shares"], dtype=float)
-        current = bin_shares(feature, frame[name])
+        current = found.shares()
         # No rows means no evidence of drift, not the maximal drift that PSI of zeros would give.
         value = psi(reference, current) if n_rows else 0.0
         results.append(
@@ -133,81 +145,6 @@ def merge_drift(parts: Sequence[DriftResult], *, threshold: float) -> DriftResul
     )
 
 
-def data_quality(profile: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
-    """Values outside the reference range, categories never seen in training, missing shares.
-
-    Returns:
-        `{"n_rows", "out_of_range", "unseen_categories", "missing"}`; a feature appears under
-        `out_of_range` or `unseen_categories` only when it has at least one such value.
-    """
-    n_rows = len(frame)
-    out_of_range: dict[str, Any] = {}
-    unseen: dict[str, Any] = {}
-    missing: dict[str, float] = {}
-    for name, feature in profile.get("features", {}).items():
-        if name not in frame.columns:
-            continue
-        values = frame[name]
-        if feature.get("kind") == "numeric":
-            numbers = as_numeric(values)
-            missing[name] = _share(int(np.isnan(numbers).sum()), n_rows)
-            finding = _out_of_range(feature, numbers, n_rows)
-            if finding:
-                out_of_range[name] = finding
-        else:
-            present = as_categories(values)
-            missing[name] = _share(n_rows - int(present.size), n_rows)
-            finding = _unseen(feature, present, n_rows)
-            if finding:
-                unseen[name] = finding
-    return {
-        "n_rows": n_rows,
-        "out_of_range": out_of_range,
-        "unseen_categories": unseen,
-        "missing": missing,
-    }
-
-
-def _out_of_range(
-    feature: Mapping[str, Any], numbers: np.ndarray, n_rows: int
-) -> dict[str, Any] | None:
-    low, high = feature.get("min"), feature.get("max")
-    present = numbers[~np.isnan(numbers)]
-    if low is None or high is None or present.size == 0:
-        return None
-    count = int(((present < low) | (present > high)).sum())
-    if count == 0:
-        return None
-    return {
-        "count": count,
-        "share": _share(count, n_rows),
-        "min_seen": float(present.min()),
-        "max_seen": float(present.max()),
-        "reference_min": float(low),
-        "reference_max": float(high),
-    }
-
-
-def _unseen(feature: Mapping[str, Any], present: pd.Series, n_rows: int) -> dict[str, Any] | None:
-    known = [str(name) for name in feature.get("categories", [])]
-    # With more categories than the profile stores, "not stored" does not mean "never seen".
-    if int(feature.get("n_categories", len(known))) > len(known):
-        return None
-    new = present[~present.isin(known)]
-    if new.empty:
-        return None
-    counts = new.value_counts()
-    ordered = sorted(((str(k), int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
-    return {
-        "count": int(new.size),
-        "share": _share(int(new.size), n_rows),
-        "values": [name for name, _ in ordered[:MAX_UNSEEN_LISTED]],
-    }
-
-
 def _worst_first(items: list[FeatureDrift]) -> list[FeatureDrift]:
     return sorted(items, key=lambda item: (-item.psi, item.feature))
 
-
-def _share(count: int, total: int) -> float:
-    return float(count / total) if total else 0.0

@@ -14,6 +14,7 @@ import pandas as pd
 
 from modelloop.errors import DataError
 from modelloop.store.logs import (
+    LABEL_SEQ,
     LOG_COLUMNS,
     MODEL_VERSION,
     PREDICTION,
@@ -22,6 +23,7 @@ from modelloop.store.logs import (
     SERVED_AT,
     LoggedRequest,
     LogStore,
+    LogViews,
 )
 
 _DAY = datetime(2013, 3, 1)
@@ -380,6 +382,62 @@ def _check_flush_recover_close(store: LogStore) -> None:
     _expect(got == ["1", "2"], f"rows are readable after close, once each: {got}")
 
 
+def _check_query_empty(store: LogStore) -> None:
+    def look(views: LogViews) -> tuple[dict[str, str], dict[str, str], int, int]:
+        rows = views.connection.execute(f"SELECT count(*) FROM {views.predictions}").fetchone()
+        labels = views.connection.execute(f"SELECT count(*) FROM {views.labels}").fetchone()
+        return (
+            views.columns(views.predictions),
+            views.columns(views.labels),
+            int(rows[0]) if rows else -1,
+            int(labels[0]) if labels else -1,
+        )
+
+    columns, label_columns, rows, labels = store.query(None, None, look)
+    required = {store.id_column, store.timestamp_column, *LOG_COLUMNS}
+    _expect(required <= set(columns), f"an empty log's view has the log's columns: {columns}")
+    wanted = {store.id_column, store.target_column, RECEIVED_AT, LABEL_SEQ}
+    _expect(wanted <= set(label_columns), f"an empty label view has its columns: {label_columns}")
+    _expect((rows, labels) == (0, 0), f"an empty log's views are empty: {rows}, {labels}")
+
+
+def _check_query_window(store: LogStore) -> None:
+    midnight = _DAY + timedelta(days=1)
+    stamps = [midnight - timedelta(hours=1), midnight, midnight + timedelta(hours=1)]
+    store.append_predictions(predictions_frame(store, [1, 2, 3], stamps))
+    later = [midnight + timedelta(hours=2), midnight + timedelta(days=2)]
+    store.append_requests([logged_request(store, "r", [4, 5], later, version=2)])
+    store.append_labels(pd.DataFrame({store.id_column: [1, 2, 4], store.target_column: [1, 0, 1]}))
+    store.append_labels(pd.DataFrame({store.id_column: ["4"], store.target_column: [0]}))
+
+    def look(views: LogViews) -> tuple[list[str], list[int], dict[str, int]]:
+        ids = views.connection.execute(
+            f"SELECT CAST({_quote(store.id_column)} AS VARCHAR) FROM {views.predictions} ORDER BY 1"
+        ).fetchall()
+        versions = views.connection.execute(
+            f"SELECT DISTINCT {MODEL_VERSION} FROM {views.predictions} ORDER BY 1"
+        ).fetchall()
+        newest = views.connection.execute(
+            f"SELECT CAST({_quote(store.id_column)} AS VARCHAR) AS k, "
+            f"arg_max({_quote(store.target_column)}, ({RECEIVED_AT}, {LABEL_SEQ})) "
+            f"FROM {views.labels} GROUP BY k ORDER BY k"
+        ).fetchall()
+        return [str(r[0]) for r in ids], [int(r[0]) for r in versions], {k: int(v) for k, v in newest}
+
+    for when in ("before a flush", "after a flush"):
+        ids, versions, labels = store.query(stamps[0], later[0], look)
+        _expect(ids == ["2", "3", "4"], f"{when}: the predictions view holds (start, end]: {ids}")
+        _expect(versions == [1, 2], f"{when}: rows from frames and requests alike: {versions}")
+        _expect(labels == {"1": 1, "2": 0, "4": 0}, f"{when}: the newest label of an id wins: {labels}")
+        every = store.query(None, None, look)[0]
+        _expect(every == ["1", "2", "3", "4", "5"], f"{when}: no bounds, every row: {every}")
+        store.flush()
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 _CHECKS: tuple[Callable[[LogStore], None], ...] = (
     _check_empty_reads,
     _check_round_trip,
@@ -396,4 +454,6 @@ _CHECKS: tuple[Callable[[LogStore], None], ...] = (
     _check_requests_beside_frames,
     _check_bad_requests,
     _check_flush_recover_close,
+    _check_query_empty,
+    _check_query_window,
 )

@@ -9,6 +9,10 @@ the two share.
 Ids are stored as given (ints or strings) and returned as given. Callers that join predictions
 to labels compare ids as strings (`frame[id_column].astype(str)`), because one client sends
 `42` and another `"42"`; the label log already collapses relabels on that string key.
+
+`query` runs SQL where the logs live (DuckDB over the Parquet files, or over the memory
+store's frames): monitoring computes a window's statistics there and reads back only the
+aggregates, never the whole window.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import orjson
@@ -37,6 +42,33 @@ LOG_COLUMNS = (PREDICTION, MODEL_VERSION, REQUEST_ID, SERVED_AT)
 
 _EPOCH = datetime(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
+
+T = TypeVar("T")
+
+#: The view of the labels' order among labels received at the same instant (see `LogViews`).
+LABEL_SEQ = "_seq"
+
+
+@dataclass(frozen=True)
+class LogViews:
+    """The logs as DuckDB views on one connection, for the length of a `LogStore.query`.
+
+    `predictions` holds the rows with `start < timestamp <= end`, wherever they are (Parquet or
+    the write-ahead log), with every logged column. `labels` holds every label row stored:
+    the id and target columns, `_received_at`, and `_seq`, which orders the labels received at
+    the same instant as they were logged; the newest label of an id is the one with the
+    greatest `(_received_at, _seq)`. Ids keep their stored type (compare them as text when the
+    two views' id types differ).
+    """
+
+    connection: Any  # duckdb.DuckDBPyConnection: typed loosely so the port does not import DuckDB
+    predictions: str = "predictions"
+    labels: str = "labels"
+
+    def columns(self, view: str) -> dict[str, str]:
+        """The view's columns and their DuckDB types, in order."""
+        rows = self.connection.execute(f"DESCRIBE {view}").fetchall()
+        return {str(row[0]): str(row[1]) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +138,18 @@ class LogStore(Protocol):
 
     def read_labels(self) -> pd.DataFrame: ...
 
+    def query(
+        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+    ) -> T:
+        """Run `body` on DuckDB views of the logs (`LogViews`) and return what it returns.
+
+        What the views hold stays where it is: aggregate it in SQL and read back the result,
+        so a window of any size costs memory for its statistics only. `body` may run more than
+        once (a store whose files a compaction replaced mid-read reads again), so it must only
+        read; the connection is closed when `query` returns.
+        """
+        ...
+
 
 class _LogStoreBase(ABC):
     """Validation and result shaping shared by the adapters, so they cannot drift apart."""
@@ -166,6 +210,12 @@ class _LogStoreBase(ABC):
             return _empty_labels(self.id_column, self.target_column)
         return _latest_labels(found[columns], self.id_column)
 
+    def query(
+        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+    ) -> T:
+        """Run `body` on DuckDB views of the window `(start, end]` and of the labels."""
+        return self._query(_bound(start), _bound(end), body)
+
     @abstractmethod
     def flush(self) -> None:
         """Move every acknowledged request into the store's long-term layout now."""
@@ -206,6 +256,39 @@ class _LogStoreBase(ABC):
 
     @abstractmethod
     def _read_labels(self) -> pd.DataFrame | None: ...
+
+    @abstractmethod
+    def _query(
+        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+    ) -> T: ...
+
+    def _empty_views(self) -> tuple[str, str]:
+        """SQL for views with the logs' own columns and no rows: what an empty log shows."""
+        ident, stamp, target = (
+            _quote(self.id_column),
+            _quote(self.timestamp_column),
+            _quote(self.target_column),
+        )
+        predictions = (
+            f"SELECT NULL::VARCHAR AS {ident}, NULL::TIMESTAMP AS {stamp}, "
+            f"NULL::DOUBLE AS {PREDICTION}, NULL::BIGINT AS {MODEL_VERSION}, "
+            f"NULL::VARCHAR AS {REQUEST_ID}, NULL::TIMESTAMP AS {SERVED_AT} WHERE false"
+        )
+        labels = (
+            f"SELECT NULL::VARCHAR AS {ident}, NULL::DOUBLE AS {target}, "
+            f"NULL::TIMESTAMP AS {RECEIVED_AT}, NULL::BIGINT AS {LABEL_SEQ} WHERE false"
+        )
+        return predictions, labels
+
+    def _window_filter(self, start: datetime | None, end: datetime | None) -> str:
+        """`start < timestamp <= end` in SQL ("true" without bounds)."""
+        column = _quote(self.timestamp_column)
+        clauses = []
+        if start is not None:
+            clauses.append(f"{column} > TIMESTAMP '{start.isoformat(sep=' ')}'")
+        if end is not None:
+            clauses.append(f"{column} <= TIMESTAMP '{end.isoformat(sep=' ')}'")
+        return " AND ".join(clauses) or "true"
 
 
 class MemoryLogStore(_LogStoreBase):
@@ -277,6 +360,82 @@ class MemoryLogStore(_LogStoreBase):
         with self._lock:
             frames = list(self._labels)
         return pd.concat(frames, ignore_index=True) if frames else None
+
+    def _query(
+        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+    ) -> T:
+        with self._lock:
+            predictions, labels = list(self._predictions), list(self._labels)
+        empty_predictions, empty_labels = self._empty_views()
+        connection = connect_duckdb()
+        try:
+            if predictions:
+                logged = arrow_table(pd.concat(predictions, ignore_index=True))
+                connection.register("_memory_predictions", logged)
+                where = self._window_filter(start, end)
+                connection.execute(
+                    f"CREATE VIEW predictions AS SELECT * FROM _memory_predictions WHERE {where}"
+                )
+            else:
+                connection.execute(f"CREATE VIEW predictions AS {empty_predictions}")
+            if labels:
+                frame = pd.concat(labels, ignore_index=True)
+                frame = frame[[self.id_column, self.target_column, RECEIVED_AT]]
+                # Concatenation order is logging order: it breaks ties in _received_at.
+                frame = frame.assign(**{LABEL_SEQ: np.arange(len(frame), dtype="int64")})
+                connection.register("_memory_labels", arrow_table(frame))
+                connection.execute("CREATE VIEW labels AS SELECT * FROM _memory_labels")
+            else:
+                connection.execute(f"CREATE VIEW labels AS {empty_labels}")
+            return body(LogViews(connection))
+        finally:
+            connection.close()
+
+
+#: DuckDB's memory for one query of the logs; past it, joins and aggregations spill to disk, so
+#: a window of any size runs in the same memory (DuckDB's default is most of the machine's RAM).
+QUERY_MEMORY = "128MB"
+
+
+def connect_duckdb() -> Any:
+    """A private in-memory DuckDB connection for one read of the logs."""
+    import tempfile
+
+    import duckdb
+
+    connection = duckdb.connect()
+    # No progress bar: DuckDB draws one on stderr for long scans, in the middle of the CLI's output.
+    connection.execute("SET enable_progress_bar = false")
+    # Parquet footers are read once per connection, not once per query.
+    connection.execute("SET enable_object_cache = true")
+    connection.execute(f"SET memory_limit = '{QUERY_MEMORY}'")
+    # Spilled blocks go to the system's temp folder, never a `.tmp` in the user's working folder.
+    spill = str(Path(tempfile.gettempdir()) / "modelloop-duckdb").replace("'", "''")
+    connection.execute(f"SET temp_directory = '{spill}'")
+    return connection
+
+
+def arrow_table(frame: pd.DataFrame) -> Any:
+    """`frame` as an Arrow table for DuckDB; a column mixing types (ids sent as 42 and "42")
+    becomes text, the form ids and categories are compared in."""
+    import pyarrow as pa
+
+    arrays = []
+    for name in frame.columns:
+        values = frame[name]
+        try:
+            arrays.append(pa.array(values, from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays.append(pa.array([None if _missing(v) else str(v) for v in values], type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=[str(name) for name in frame.columns])
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value is pd.NaT
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 # -- validation and shaping, shared by both adapters -------------------------------------------

@@ -34,6 +34,9 @@ from modelloop.store import wal
 from modelloop.store.logs import (
     _EPOCH,
     _YIELD_EVERY,
+    LABEL_SEQ,
+    RECEIVED_AT,
+    LogViews,
     _bound,
     _decode,
     _LogStoreBase,
@@ -42,6 +45,7 @@ from modelloop.store.logs import (
     _records_table,
     _to_datetime,
     _utcnow,
+    connect_duckdb,
     yield_gil,
 )
 from modelloop.store.wal import fsync_dir as _fsync_dir
@@ -711,6 +715,32 @@ class ParquetLogStore(_LogStoreBase):
         files = [f for _day, d in _partitions(self.labels_dir) for f in _parquet_files(d)]
         return _scan_parquet(files, "*", "", [])
 
+    # -- queries where the data lives ------------------------------------------------------
+
+    def _query(
+        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], _T]
+    ) -> _T:
+        """`body` on views over the Parquet files (and the WAL's rows) of one consistent look at
+        the log; read again from the start if a compaction replaced a file meanwhile."""
+        where = self._window_filter(start, end)
+        empty_predictions, empty_labels = self._empty_views()
+        labels_select = (
+            f"SELECT {_quote(self.id_column)}, {_quote(self.target_column)}, {RECEIVED_AT}, "
+            # One write makes one file, stamped with one _received_at: the row number orders
+            # the labels received at the same instant.
+            f"file_row_number AS {LABEL_SEQ}"
+        )
+
+        def run(view: _View) -> _T:
+            files = view.prediction_files(start, end)
+            pending = view.wal_records(files, start, end)
+            recent = _records_table(pending, self.id_column, self.timestamp_column) if pending else None
+            label_files = [f for _day, d in _partitions(self.labels_dir) for f in _parquet_files(d)]
+            views = _Views(where, recent, labels_select, empty_predictions, empty_labels)
+            return _query_views(files, label_files, views, self.root, body)
+
+        return self._consistent(run)
+
 
 # -- the flush worker process --------------------------------------------------------------------
 
@@ -883,6 +913,76 @@ def _query_parquet(
         return frame
     finally:
         connection.close()
+
+
+@dataclass(frozen=True)
+class _Views:
+    """How `_query_views` defines the two views (SQL pieces, and the WAL's rows as Arrow)."""
+
+    where: str
+    recent: Any  # a pyarrow Table of WAL rows in the window, or None
+    labels_select: str
+    empty_predictions: str
+    empty_labels: str
+
+
+def _query_views(
+    files: Sequence[Path],
+    label_files: Sequence[Path],
+    views: _Views,
+    root: Path,
+    body: Callable[[LogViews], _T],
+) -> _T:
+    """Define the `predictions` and `labels` views over the files and run `body` on them.
+
+    A file removed meanwhile (merged away by a compaction) raises `_Retry`: the caller reads
+    again from a fresh listing. A damaged file is skipped with a warning, as `_scan_parquet` does.
+    """
+    import duckdb
+
+    readable, labelled = list(files), list(label_files)
+    while True:
+        connection = connect_duckdb()
+        try:
+            parts = []
+            if readable:
+                parts.append(f"SELECT * FROM {_read_parquet(readable)} WHERE {views.where}")
+            if views.recent is not None:
+                connection.register("_wal_rows", views.recent)
+                parts.append("SELECT * FROM _wal_rows")
+            predictions = " UNION ALL BY NAME ".join(parts) if parts else views.empty_predictions
+            connection.execute(f"CREATE VIEW predictions AS {predictions}")
+            labels = (
+                f"{views.labels_select} FROM {_read_parquet(labelled, file_row_number=True)}"
+                if labelled
+                else views.empty_labels
+            )
+            connection.execute(f"CREATE VIEW labels AS {labels}")
+            return body(LogViews(connection))
+        except duckdb.Error as exc:
+            everything = readable + labelled
+            gone = [f for f in everything if not f.exists()]
+            if gone:  # merged away by a compaction since it was listed: the caller reads again
+                raise _Retry(f"{gone[0]} was removed while the log was read") from exc
+            damaged = [f for f in everything if not _is_readable_parquet(f)]
+            if not damaged:
+                raise DataError(f"cannot read the log under {root}: {exc}") from exc
+            for path in damaged:
+                logger.warning(
+                    "skipping %s: not a readable Parquet file (truncated by a crash or copied in "
+                    "half-written); move it out of the log directory",
+                    path,
+                )
+            readable = [f for f in readable if f not in damaged]
+            labelled = [f for f in labelled if f not in damaged]
+        finally:
+            connection.close()
+
+
+def _read_parquet(files: Sequence[Path], *, file_row_number: bool = False) -> str:
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    extra = ", file_row_number = true" if file_row_number else ""
+    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false{extra})"
 
 
 def _is_readable_parquet(path: Path) -> bool:

@@ -1,7 +1,6 @@
-"""Training: the pipeline, the scikit-learn model builder and the metrics."""
+"""Training: the pipeline and the scikit-learn model builder (the metrics are `modelloop.stats`)."""
 
 from modelloop.training.estimator import build_pipeline, resolve_estimator
-from modelloop.training.metrics import score
 from modelloop.training.pipeline import TrainingResult, git_sha, load_labelled_window, train
 
 __all__ = [
@@ -10,6 +9,5 @@ __all__ = [
     "git_sha",
     "load_labelled_window",
     "resolve_estimator",
-    "score",
     "train",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,18 +26,17 @@ from modelloop.data import (
 )
 from modelloop.data.windows import MIN_TRAIN_ROWS
 from modelloop.errors import DataError
-from modelloop.monitoring.drift import data_quality
-from modelloop.monitoring.profile import build_profile
 from modelloop.registry import (
     STATUS_TAG,
     TRIGGER_TAG,
     ModelVersion,
     Registry,
     TrainingRecord,
+    VersionStatus,
 )
+from modelloop.stats import build_profile, data_quality, score
 from modelloop.timeutil import format_duration
 from modelloop.training.estimator import build_pipeline
-from modelloop.training.metrics import score
 
 
 @dataclass
@@ -48,6 +48,8 @@ class TrainingResult:
     rows: dict[str, int]
     contract: Contract
     quality: dict[str, Any] = field(default_factory=dict)
+    #: The reference profile registered with the version (`profile.json`), for a local cache.
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 def git_sha(directory: Path) -> str | None:
@@ -95,10 +97,14 @@ def train(
     trigger: str,
     project_dir: Path,
     reference_profile: dict[str, Any] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    windows: TrainingWindows | None = None,
 ) -> TrainingResult:
-    """Fit a candidate at `as_of` and register it; raises DataError (registering nothing) on bad data."""
+    """Fit a candidate at `as_of` and register it; raises DataError (registering nothing) on bad
+    data. `extra_tags` go on the run and the version (the ledger's run id, say); `windows`
+    replaces the ones `as_of` implies (a refit: training window plus holdout, no holdout)."""
     data = config.data
-    windows = training_windows(
+    windows = windows or training_windows(
         as_of,
         label_delay=config.monitoring.label_delay,
         window=config.training.window,
@@ -150,6 +156,7 @@ def train(
         "modelloop.code_version": sha or "unknown",
         "modelloop.estimator": config.model.estimator,
         TRIGGER_TAG: trigger[:4900],
+        **(extra_tags or {}),
     }
     metrics: dict[str, float] = {
         "rows_train": float(len(train_rows)),
@@ -186,7 +193,7 @@ def train(
         },
         version_tags={
             **tags,
-            STATUS_TAG: "candidate",
+            STATUS_TAG: VersionStatus.CANDIDATE,
             **({"modelloop.quality.flagged": ",".join(flagged)[:4900]} if flagged else {}),
         },
         json_artifacts={
@@ -206,4 +213,5 @@ def train(
         rows={"train": len(train_rows), "holdout": len(holdout_rows), "unlabelled": unlabelled},
         quality=quality,
         contract=contract,
+        profile=profile,
     )

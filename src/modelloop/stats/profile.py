@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from modelloop.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd  # only in annotations: pandas is imported by whoever hands a frame
 
 PROFILE_VERSION = 1
 #: Categories kept for unseen-category detection; beyond this a feature is treated as free text.
@@ -77,13 +79,22 @@ def bin_shares(feature: Mapping[str, Any], values: pd.Series) -> np.ndarray:
     Works on a profile reloaded from JSON. Values the reference never saw still land in a bin:
     numbers in the open-ended first or last interval, categories in `__other__`.
     """
+    return shares(bin_counts(feature, values))
+
+
+def bin_counts(feature: Mapping[str, Any], values: pd.Series) -> np.ndarray:
+    """How many of `values` fall in each bin of `feature` (as floats), missing values last."""
     kind = feature.get("kind")
     if kind == "numeric":
-        counts = _numeric_counts(feature, values)
-    elif kind == "categorical":
-        counts = _categorical_counts(feature, values)
-    else:
-        raise ValueError(f"unknown feature kind {kind!r}: expected 'numeric' or 'categorical'")
+        return _numeric_counts(feature, values)
+    if kind == "categorical":
+        return _categorical_counts(feature, values)
+    raise ValueError(f"unknown feature kind {kind!r}: expected 'numeric' or 'categorical'")
+
+
+def shares(counts: np.ndarray) -> np.ndarray:
+    """Counts per bin as shares of their total; all zeros when there is nothing counted."""
+    counts = np.asarray(counts, dtype=float)
     total = counts.sum()
     if total == 0:
         return np.zeros(counts.size, dtype=float)
@@ -110,6 +121,8 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
 
 def as_numeric(values: pd.Series) -> np.ndarray:
     """Floats with NaN for anything missing, non-numeric or infinite: all of it is "missing"."""
+    import pandas as pd
+
     raw = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     # np.where copies, so the caller's frame is never written through a view.
     return np.where(np.isfinite(raw), raw, np.nan)
@@ -180,7 +193,7 @@ def _numeric_counts(feature: Mapping[str, Any], values: pd.Series) -> np.ndarray
     masses = np.asarray(feature["point_masses"], dtype=float)
     edges = np.asarray(feature["edges"], dtype=float)
     n_bins = masses.size + edges.size + 2
-    _check_bins(feature, n_bins)
+    check_bins(feature, n_bins)
     arr = as_numeric(values)
     index = np.full(arr.size, n_bins - 1, dtype=np.intp)
     present = ~np.isnan(arr)
@@ -203,7 +216,7 @@ def _numeric_counts(feature: Mapping[str, Any], values: pd.Series) -> np.ndarray
 
 def _categorical_counts(feature: Mapping[str, Any], values: pd.Series) -> np.ndarray:
     top = list(feature["labels"])[:-2]
-    _check_bins(feature, len(top) + 2)
+    check_bins(feature, len(top) + 2)
     present = as_categories(values)
     seen = present.value_counts()
     top_counts = [int(seen.get(name, 0)) for name in top]
@@ -212,7 +225,8 @@ def _categorical_counts(feature: Mapping[str, Any], values: pd.Series) -> np.nda
     return np.asarray([*top_counts, other, missing], dtype=float)
 
 
-def _check_bins(feature: Mapping[str, Any], n_bins: int) -> None:
+def check_bins(feature: Mapping[str, Any], n_bins: int) -> None:
+    """Refuse a profile whose stored shares do not match its own bins (hand-edited or damaged)."""
     shares = feature.get("shares")
     if shares is not None and len(shares) != n_bins:
         raise ValueError(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from modelloop.errors import DataError
-from modelloop.monitoring.profile import bin_shares, build_profile, psi
+from modelloop.stats import bin_shares, build_profile, psi
 
 
 def precip_like(n: int, zero_share: float, seed: int) -> np.ndarray:
