@@ -288,3 +288,43 @@ def test_a_field_error_in_a_file_names_that_file(tmp_path: Path,
     message = assert_readable(caught.value, "monitoring.drift_threshold")
     assert message.startswith(str(path))
 
+
+
+def test_schedules_retries_and_leases_load_with_their_defaults(raw_config: dict[str, Any]) -> None:
+    plain = parse_config(raw_config)
+    assert plain.schedule.items() == [] and plain.schedule_timezone == "UTC"
+    assert plain.retries.count == 1 and plain.retries.backoff == timedelta(minutes=5)
+    assert plain.leases.ttl == timedelta(seconds=60) and plain.retraining.min_new_rows is None
+    raw_config.update(
+        schedule={"monitor": "*/15 * * * *", "train": "@weekly"},
+        schedule_timezone="America/New_York",
+        retries={"count": 3, "backoff": "30s"},
+        leases={"ttl": "20s"},
+    )
+    raw_config["retraining"] = {"min_new_rows": 1000, "check_every": "2m"}
+    config = parse_config(raw_config)
+    assert config.schedule.items() == [("train", "@weekly"), ("monitor", "*/15 * * * *")]
+    assert config.retries.backoff == timedelta(seconds=30) and config.leases.ttl == timedelta(seconds=20)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("schedule", {"monitor": "every hour"}, "schedule.monitor: 'every hour' is not a cron schedule"),
+        ("schedule", {"train": "0 25 * * *"}, "schedule.train: '0 25 * * *' is not a valid cron"),
+        ("schedule", {"train": "0 0 * * 8"}, "weekday '8' is not 0-7"),
+        ("schedule", {"deploy": "@daily"}, "schedule.deploy"),
+        ("schedule", {"score": "@daily"}, "schedule.score: a scheduled score needs scoring.input"),
+        ("schedule_timezone", "Paris", "schedule_timezone: 'Paris' is not a time zone name"),
+        ("retries", {"count": -1}, "retries.count"),
+        ("retries", {"backoff": "1mo"}, "retries.backoff"),
+        ("leases", {"ttl": "1s"}, "leases.ttl: must be at least 2s"),
+    ],
+)
+def test_a_bad_schedule_retry_or_lease_names_its_field(
+    raw_config: dict[str, Any], field: str, value: Any, says: str
+) -> None:
+    raw_config[field] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw_config)
+    assert says in str(caught.value)

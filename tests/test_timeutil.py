@@ -257,3 +257,27 @@ def test_format_gives_the_shortest_text_and_it_parses_back(value: Any, text: str
 
 def test_format_accepts_a_plain_timedelta() -> None:
     assert format_duration(timedelta(seconds=10)) == "10s"
+
+
+@pytest.mark.parametrize(
+    ("cron", "next_day"),
+    [
+        ("0 0 * * 0", "Sun"),  # cron's 0 is Sunday (APScheduler's own 0 would be Monday)
+        ("0 0 * * 7", "Sun"),
+        ("0 0 * * 1-5", "Tue"),
+        ("0 0 * * 6", "Sat"),
+        ("0 0 * * sat,sun", "Sat"),
+        ("@weekly", "Sun"),
+        ("@daily", "Tue"),
+        ("0 6 15 * 5", "Fri"),  # the 15th or a Friday, as cron reads it: Friday Dec 4 comes first
+        ("0 6 1 * 3", "Tue"),  # the 1st (Tuesday Dec 1) or a Wednesday
+    ],
+)
+def test_cron_reads_the_weekday_as_cron_does(cron: str, next_day: str) -> None:
+    from datetime import UTC
+
+    from modelloop.timeutil import cron_trigger
+
+    monday_noon = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    fire = cron_trigger(cron, "UTC").get_next_fire_time(None, monday_noon)  # type: ignore[attr-defined]
+    assert fire.strftime("%a") == next_day

@@ -21,7 +21,13 @@ from pydantic import (
 )
 
 from modelloop.errors import ConfigError
-from modelloop.timeutil import Duration, format_duration, parse_duration, parse_wall_duration
+from modelloop.timeutil import (
+    Duration,
+    cron_trigger,
+    format_duration,
+    parse_duration,
+    parse_wall_duration,
+)
 
 # Durations dump as the text a user would write ('45d', '6mo'), in JSON and Python mode alike:
 # left to itself pydantic would dump a Duration as a dict of its dataclass fields.
@@ -154,6 +160,11 @@ class TrainingConfig(_Section):
     window: DataDuration = Field(
         default=Duration(fixed=timedelta(days=60)), description="labelled history used to fit"
     )
+    refit: bool = Field(
+        default=False,
+        description="once a candidate passes the gate (and is approved), serve a refit of it on "
+        "its training window plus its holdout, so the champion is never the holdout stale",
+    )
 
     _positive = field_validator("window")(_longer_than_zero)
 
@@ -187,6 +198,33 @@ class GateConfig(_Section):
     max_latency_ms: float | None = Field(
         default=None, gt=0, description="the longest a candidate may take to answer one row"
     )
+    relative_tolerance: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="how much worse than the champion is still fine, as a share of the champion's "
+        "score (0.01: 1%); with tolerance too, the larger allowance applies",
+    )
+    approval: Literal["auto", "manual"] = Field(
+        default="auto",
+        description="manual: a candidate that passes waits as pending_approval until "
+        "`modelloop approve` (or `reject`)",
+    )
+    replay: DataDuration | None = Field(
+        default=None,
+        description="also compare on this much of the latest logged traffic with labels, after "
+        "the candidate's training window (e.g. 28d); unset: no replay",
+    )
+    replay_window: DataDuration | None = Field(
+        default=None, description="the replay's windows (default: monitoring.window)"
+    )
+    max_lost_windows: int = Field(
+        default=1, ge=0, description="replay windows the candidate may lose to the champion"
+    )
+
+    _positive = field_validator("replay", "replay_window")(
+        lambda value: None if value is None else _longer_than_zero(value)
+    )
 
 
 class MonitoringConfig(_Section):
@@ -213,9 +251,32 @@ class MonitoringConfig(_Section):
 
 
 class RetrainingConfig(_Section):
-    cooldown: DataDuration = Duration(fixed=timedelta(days=7))
+    """When monitoring or new data starts a retraining (a schedule or a person always may)."""
+
+    cooldown: DataDuration = Field(
+        default=Duration(fixed=timedelta(days=7)),
+        description="after a retraining fired by an alert or new data, the data time to wait "
+        "before another may fire",
+    )
     on_drift: bool = True
     on_performance: bool = True
+    min_new_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="retrain when the data source holds this many rows newer than the last "
+        "training's as-of (checked by `modelloop up`); unset: no new-data trigger",
+    )
+    check_every: WallDuration = Field(
+        default=timedelta(minutes=10),
+        description="how often `modelloop up` looks for new data (with min_new_rows)",
+    )
+
+    @field_validator("check_every")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
 
 class Guardrails(_Section):
@@ -292,6 +353,58 @@ class ServingConfig(_Section):
         return value
 
 
+PIPELINES = ("train", "monitor", "score")
+
+
+def _valid_cron(value: str | None) -> str | None:
+    if value is not None:
+        cron_trigger(value, "UTC")  # a ValueError names what is wrong
+    return value
+
+
+class ScheduleConfig(_Section):
+    """When `modelloop up` (or an exported Airflow DAG) runs each pipeline by itself: 5-field
+    cron, or @hourly, @daily, @weekly, in `schedule_timezone`."""
+
+    monitor: str | None = Field(default=None, description="cron for the monitoring pipeline")
+    train: str | None = Field(default=None, description="cron for training (and gating)")
+    score: str | None = Field(
+        default=None, description="cron for batch scoring of scoring.input to scoring.output"
+    )
+    _cron = field_validator("monitor", "train", "score")(_valid_cron)
+
+    def items(self) -> list[tuple[str, str]]:
+        """(pipeline, cron) for every scheduled pipeline."""
+        return [(p, getattr(self, p)) for p in PIPELINES if getattr(self, p) is not None]
+
+
+class RetriesConfig(_Section):
+    """A pipeline run that failed, or whose process died, is tried again `count` times, waiting
+    `backoff`, then twice as long each time; when none is left, an alert is raised."""
+
+    count: int = Field(default=1, ge=0, le=20, description="how many times a failed run is retried")
+    backoff: WallDuration = Field(
+        default=timedelta(minutes=5), description="the wait before the first retry (doubled after)"
+    )
+
+
+class LeasesConfig(_Section):
+    """One running instance per pipeline across processes and machines sharing the database."""
+
+    ttl: WallDuration = Field(
+        default=timedelta(seconds=60),
+        description="how long a lease lasts unless renewed; a run whose holder stops renewing is "
+        "failed after it (at once when the holder was a process on this machine that is gone)",
+    )
+
+    @field_validator("ttl")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError("must be at least 2s (it is renewed at a third of it)")
+        return value
+
+
 class ScoringConfig(_Section):
     """Where `modelloop score` with no arguments (and a scheduled score) reads and writes."""
 
@@ -313,6 +426,23 @@ class ProjectConfig(_Section):
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    schedule_timezone: str = Field(
+        default="UTC", description="the IANA time zone schedules are read in, e.g. Europe/Paris"
+    )
+    retries: RetriesConfig = Field(default_factory=RetriesConfig)
+    leases: LeasesConfig = Field(default_factory=LeasesConfig)
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name such as 'UTC' or 'Europe/Paris'") from None
+        return value
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ProjectConfig:
@@ -344,6 +474,11 @@ class ProjectConfig(_Section):
                 raise ValueError(
                     f"{_FIELD_MARK}{where}: {metric} is never negative, so {bound} can never be met"
                 )
+        if self.schedule.score is not None and not (self.scoring.input and self.scoring.output):
+            raise ValueError(
+                f"{_FIELD_MARK}schedule.score: a scheduled score needs scoring.input and "
+                "scoring.output (what to score and where to write it)"
+            )
         if self.task == "regression" and self.data.positive is not None:
             raise ValueError(
                 f"{_FIELD_MARK}data.positive: a positive class only means something when task is "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +17,32 @@ from modelloop.data import (
     Contract,
     DataSource,
     ProjectSource,
-    derive_row_ids,
-    label_value,
     open_source,
-    parse_timestamps,
+    prepare_labels,
+    read_label_file,
+    refit_windows,
 )
-from modelloop.errors import DataError, ModelloopError, UsageError, shown
-from modelloop.gate import GateDecision, Rollback, rollback, run_gate
-from modelloop.gate.history import reconcile
+from modelloop.errors import DataError, ModelloopError, UsageError
+from modelloop.gate import GateDecision, Rollback, approve, reject, rollback, run_gate
+from modelloop.gate.delivery import delivery_metrics
+from modelloop.gate.history import events, reconcile
+from modelloop.gate.modeltests import ModelTestRun, load_model_tests, run_version_tests
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
-from modelloop.registry import ModelVersion, Registry
+from modelloop.monitoring.profiles import ProfileCache
+from modelloop.orchestration import (
+    Ledger,
+    Origin,
+    RunRecord,
+    RunRequest,
+    RunStatus,
+    Skipped,
+    TriggerKind,
+    apply_alerts,
+    describe_run,
+    judge_trigger,
+)
+from modelloop.orchestration.policy import monitoring_trigger, new_rows_since, record_manual
+from modelloop.registry import STATUS_TAG, ModelVersion, Registry, VersionStatus
 from modelloop.serving.presence import running_servers
 from modelloop.store import LogStore, MetadataDB
 from modelloop.timeutil import to_naive
@@ -37,6 +53,8 @@ if TYPE_CHECKING:
     from modelloop.serving.holder import ServedModel
 
 DEFAULT_HOME = ".modelloop"
+#: On a registered version: the ledger run that trained it (so a dead run's candidate is found).
+LEDGER_RUN_TAG = "modelloop.ledger_run"
 
 
 def who() -> str:
@@ -100,6 +118,9 @@ class Project:
         self._shadow_logs = shadow_logs
         raw = source or open_source(config.data.source, project_dir, config.data.timestamp)
         self.source: DataSource = ProjectSource(raw, config.data, config.task)
+        self.ledger = Ledger(
+            db, ttl=config.leases.ttl.total_seconds(), on_failed=self._on_dead_run
+        )
 
     @property
     def name(self) -> str:
@@ -145,14 +166,18 @@ class Project:
     def challenger(self) -> ModelVersion | None:
         return self.registry.alias(self.name, "challenger")
 
+    @property
+    def profiles(self) -> ProfileCache:
+        """Reference profiles by version under the state folder: monitoring reads a local file,
+        never the registry; a version trained before the cache existed is read once from it."""
+        return ProfileCache(
+            self.home / "profiles" / self.name,
+            lambda version: self.registry.read_json(self.name, version, "profile.json"),
+        )
+
     def _reference_profile(self) -> dict[str, Any] | None:
         champion = self.champion()
-        if champion is None:
-            return None
-        profile: dict[str, Any] = self.registry.read_json(
-            self.name, champion.version, "profile.json"
-        )
-        return profile
+        return None if champion is None else dict(self.profiles(champion.version))
 
     def latest_data_time(self) -> datetime:
         latest = self.source.latest_timestamp()
@@ -162,68 +187,182 @@ class Project:
 
     # -- pipelines ----------------------------------------------------------------------------
     def train(
-        self, *, as_of: datetime | None = None, trigger: str = "manual", gate: bool = True
+        self,
+        *,
+        as_of: datetime | None = None,
+        gate: bool = True,
+        request: RunRequest | None = None,
     ) -> tuple[TrainingResult, GateDecision | None]:
-        """Train a candidate at `as_of` (default: the latest timestamp in the data), then gate it."""
+        """Train a candidate at `as_of` (default: the latest timestamp in the data), then gate it;
+        recorded in the run ledger, one training at a time across processes."""
+        request = request or RunRequest()
+        if gate:
+            load_model_tests(self.project_dir)  # a malformed test file fails now, not in the gate
         as_of = as_of or self.latest_data_time()
-        run_id = self.db.start_run("train", as_of=as_of, trigger=trigger)
+        with self.ledger.run("train", request, as_of=as_of, params={"gate": gate}) as run:
+            result, decision = self._train(as_of, request, gate, run)
+        return result, decision
+
+    def _train(
+        self, as_of: datetime, request: RunRequest, gate: bool, run: RunRecord
+    ) -> tuple[TrainingResult, GateDecision | None]:
+        contract = self.contract()
+        if contract is not None and not self._contract_fits(contract):
+            contract = None  # the project file's features changed: infer a contract anew
         try:
-            contract = self.contract()
-            if contract is not None and not self._contract_fits(contract):
-                contract = None  # the project file's features changed: infer a contract anew
             result = train(
                 self.config,
                 source=self.source,
                 registry=self.registry,
                 contract=contract,
                 as_of=as_of,
-                trigger=trigger,
+                trigger=request.trigger,
                 project_dir=self.project_dir,
                 reference_profile=self._reference_profile(),
+                extra_tags={LEDGER_RUN_TAG: str(run.id)},
             )
         except DataError as exc:
-            self.db.finish_run(run_id, status="failed", detail={"error": str(exc), **exc.report})
             if exc.report:
                 self._write_report(f"validation-{as_of:%Y%m%dT%H%M%S}.json", exc.report)
             raise
-        except Exception as exc:
-            self.db.finish_run(run_id, status="failed", detail={"error": repr(exc)})
-            raise
-        if result.contract != self.contract():
-            self.db.set_state("contract", result.contract.to_dict())
-        if trigger == "manual":
-            self.db.record_trigger("manual", as_of=as_of, detail={}, fired=True)
-        decision = self.gate(result.version.version) if gate else None
-        self.db.finish_run(
-            run_id,
-            status="succeeded",
-            detail={
-                "version": result.version.version,
-                "score": result.score,
-                "rows": result.rows,
-                "decision": decision.outcome if decision else None,
-            },
+        run.produced.update(
+            {"version": result.version.version, "score": result.score, "rows": result.rows}
         )
+        self.profiles.put(result.version.version, result.profile)
+        try:
+            if result.contract != self.contract():
+                self.db.set_state("contract", result.contract.to_dict())
+            if request.origin not in (Origin.TRIGGER, Origin.RETRY):
+                record_manual(self.db, as_of)  # counts for the retraining cooldown
+            decision = self.gate(result.version.version) if gate else None
+        except BaseException as exc:
+            self._fail_candidate(result.version.version, run.id, exc)
+            raise
+        run.produced["decision"] = decision.outcome if decision else None
         return result, decision
 
-    def gate(self, version: int) -> GateDecision:
-        self.registry.get_version(self.name, version)  # NotFound names the version
-        reconcile(self.registry, self.db, self.name)  # a move made outside modelloop, first
+    def _fail_candidate(self, version: int, run_id: int, why: BaseException | str) -> None:
+        """A candidate whose run did not finish: tagged failed, never gated, not the challenger."""
+        text = why if isinstance(why, str) else (str(why) or type(why).__name__)
+        self.registry.set_tags(
+            self.name,
+            version,
+            {
+                STATUS_TAG: VersionStatus.FAILED,
+                "modelloop.failed_reason": f"ledger run {run_id}: {text}"[:4900],
+            },
+        )
+        challenger = self.challenger()
+        if challenger is not None and challenger.version == version:
+            self.registry.delete_alias(self.name, "challenger")
+
+    def _on_dead_run(self, run: dict[str, Any]) -> None:
+        """The ledger found a run whose process died: a candidate it registered is failed."""
+        if run["kind"] != "train":
+            return
+        for version in self.registry.versions(self.name):
+            mine = version.tags.get(LEDGER_RUN_TAG) == str(run["id"])
+            if mine and version.status == VersionStatus.CANDIDATE:
+                self._fail_candidate(version.version, int(run["id"]), str(run["error"]))
+
+    def gate(self, version: int, *, force: tuple[str, str] | None = None) -> GateDecision:
+        """Gate `version` (one gate, approval or rollback at a time across processes).
+        `force=(by, reason)` promotes it even if it fails, recorded as forced."""
+        found = self.registry.get_version(self.name, version)  # NotFound names the version
+        if found.status == VersionStatus.FAILED:
+            raise ModelloopError(
+                f"version {version} is tagged failed ({found.tags.get('modelloop.failed_reason')}): "
+                "the run that trained it did not finish, so it is never gated; train again"
+            )
+        if found.tags.get("modelloop.refit_of"):
+            raise ModelloopError(
+                f"version {version} is the refit of version {found.tags['modelloop.refit_of']} "
+                "(trained on its holdout too, so no holdout is left to judge it): gate that one"
+            )
         contract = self.contract()
         if contract is None:
             raise ModelloopError("no data contract yet: run `modelloop train` first")
-        return run_gate(
+        with self.ledger.hold("promotion"):
+            reconcile(self.registry, self.db, self.name)  # a move made outside modelloop, first
+            return run_gate(
+                self.config,
+                version=version,
+                source=self.source,
+                registry=self.registry,
+                contract=contract,
+                db=self.db,
+                logs=self.logs,
+                refit=self._refit,
+                force=force,
+                model_tests=load_model_tests(self.project_dir),
+            )
+
+    def approve(self, version: int, *, reason: str, by: str | None = None) -> GateDecision:
+        """A person approves a version that passed the gate and waits (gate.approval: manual)."""
+        contract = self.contract()
+        if contract is None:
+            raise ModelloopError("no data contract yet: run `modelloop train` first")
+        with self.ledger.hold("promotion"):
+            reconcile(self.registry, self.db, self.name)
+            return approve(
+                self.config,
+                version=version,
+                by=by or who(),
+                reason=reason,
+                registry=self.registry,
+                db=self.db,
+                source=self.source,
+                contract=contract,
+                refit=self._refit,
+            )
+
+    def reject(self, version: int, *, reason: str, by: str | None = None) -> GateDecision:
+        """A person rejects a version waiting for approval (or not yet gated)."""
+        with self.ledger.hold("promotion"):
+            return reject(
+                self.config, version=version, by=by or who(), reason=reason,
+                registry=self.registry, db=self.db,
+            )
+
+    def test_models(self, version: int | None = None) -> ModelTestRun:
+        """The project's model tests (`tests/model/*.yaml`) against `version` (default: the
+        challenger, else the champion)."""
+        return run_version_tests(self.registry, self.name, version, project_dir=self.project_dir,
+                                 contract=self.contract(), source=self.source)
+
+    def _refit(self, version: int) -> int:
+        """`version` refit on its training window plus its holdout (training.refit), registered
+        with `modelloop.refit_of`; the gate checks it again before it serves."""
+        windows = refit_windows(self.registry.get_version(self.name, version).tags)
+        contract = self.contract()
+        result = train(
             self.config,
-            version=version,
             source=self.source,
             registry=self.registry,
             contract=contract,
-            db=self.db,
+            as_of=windows.as_of,
+            trigger=f"refit of version {version} after the gate",
+            project_dir=self.project_dir,
+            reference_profile=self._reference_profile(),
+            extra_tags={"modelloop.refit_of": str(version)},
+            windows=windows,
         )
+        self.profiles.put(result.version.version, result.profile)
+        challenger = self.challenger()
+        if challenger is not None and challenger.version == result.version.version:
+            self.registry.delete_alias(self.name, "challenger")
+        return result.version.version
 
-    def monitor(self, *, as_of: datetime | None = None, retrain: bool = True) -> MonitorOutcome:
-        """Check a window of the prediction log; a breach records an alert and, past the cooldown,
-        a retraining trigger that trains a candidate and gates it."""
+    def monitor(
+        self,
+        *,
+        as_of: datetime | None = None,
+        retrain: bool = True,
+        request: RunRequest | None = None,
+    ) -> MonitorOutcome:
+        """Check a window of the prediction log; a breach opens an alert (one per kind while it
+        lasts) and, past the cooldown, fires a retraining that trains a candidate and gates it."""
+        request = request or RunRequest()
         as_of = as_of or self.logs.latest_prediction_time()
         if as_of is None:
             raise ModelloopError(
@@ -231,65 +370,127 @@ class Project:
                 "(modelloop serve, then POST /invocations)"
             )
         as_of = to_naive(as_of)
-        result = run_monitoring(
-            self.config,
-            logs=self.logs,
-            registry=self.registry,
-            as_of=as_of,
-            reports_dir=self.reports_dir,
-        )
-        self.db.record_monitoring(result.to_dict(), as_of=as_of)
-        outcome = MonitorOutcome(result=result)
-        for kind in ("performance", "drift"):
-            if kind in result.breach_kinds:
-                detail: dict[str, Any] = {
-                    "message": next(b for b in result.breaches if b.startswith(kind)),
-                    "metric": result.metric_value,
+        with self.ledger.run("monitor", request, as_of=as_of, params={"retrain": retrain}) as run:
+            result = run_monitoring(
+                self.config,
+                logs=self.logs,
+                registry=self.registry,
+                profiles=self.profiles,
+                as_of=as_of,
+                reports_dir=self.reports_dir,
+            )
+            self.db.record_monitoring(result.to_dict(), as_of=as_of)
+            changes = apply_alerts(self.db, result)
+            outcome = MonitorOutcome(result=result, alerts=changes.ids)
+            run.produced.update(
+                {
                     "report": str(result.report_html),
+                    "rows": result.n_rows,
+                    "labelled": result.n_labelled,
+                    "metric": result.metric_value,
+                    "breaches": [str(kind) for kind in result.breach_kinds],
+                    "alerts_opened": changes.opened,
+                    "alerts_resolved": changes.resolved,
                 }
-                if kind == "drift" and result.drift is not None:
-                    detail["drifted"] = result.drift.drifted
-                    detail["share"] = result.drift.share_drifted
-                outcome.alerts.append(self.db.record_alert(kind, as_of=as_of, detail=detail))
-            elif result.n_rows:
-                self.db.resolve_alerts(kind, as_of=as_of)
-        wanted = [
-            k
-            for k in result.breach_kinds
-            if (k == "drift" and self.config.retraining.on_drift)
-            or (k == "performance" and self.config.retraining.on_performance)
-        ]
-        if wanted:
-            outcome.trigger = self._trigger(result, wanted, as_of, retrain, outcome)
+            )
+            kinds = monitoring_trigger(self.config, result)
+            if kinds:
+                reason = f"monitoring alert at {as_of.isoformat()}: " + "; ".join(map(str, result.breaches))
+                outcome.trigger = self._retrain(kinds, reason, as_of, retrain, outcome)
+                run.produced["trigger"] = outcome.trigger
         return outcome
 
-    def _trigger(
+    def _retrain(
         self,
-        result: MonitoringResult,
-        kinds: list[str],
+        kinds: list[TriggerKind],
+        reason: str,
         as_of: datetime,
-        retrain: bool,
-        outcome: MonitorOutcome,
+        allowed: bool,
+        outcome: MonitorOutcome | None = None,
     ) -> dict[str, Any]:
-        reason = "monitoring alert at " + as_of.isoformat() + ": " + "; ".join(result.breaches)
-        last = self.db.last_fired_trigger()
-        # Added to the last trigger's time, never compared as a length: a cooldown may count months.
-        cooldown = self.config.retraining.cooldown
-        until = None if last is None else pd.Timestamp(last["as_of"]).to_pydatetime() + cooldown
-        if until is not None and as_of < until:
-            detail = {"kinds": kinds, "skipped": f"cooldown until {until.isoformat()}"}
-            self.db.record_trigger(reason, as_of=as_of, detail=detail, fired=False)
-            return {"fired": False, "reason": reason, **detail}
-        if not retrain:
-            return {"fired": False, "reason": reason, "kinds": kinds, "skipped": "--no-retrain"}
-        self.db.record_trigger(reason, as_of=as_of, detail={"kinds": kinds}, fired=True)
-        outcome.training, outcome.decision = self.train(as_of=as_of, trigger=reason)
-        return {
-            "fired": True,
-            "reason": reason,
-            "kinds": kinds,
-            "version": outcome.training.version.version,
-        }
+        """Judge an automatic retraining condition and, when it fires, train and gate."""
+        trigger = judge_trigger(
+            self.db,
+            self.config,
+            kinds=kinds,
+            reason=reason,
+            as_of=as_of,
+            allowed=allowed,
+            held_reason="--no-retrain",
+        )
+        out = trigger.to_dict()
+        if not trigger.fired:
+            return out
+        try:
+            # Keyed by the condition: two processes judging it at once still train once.
+            key = f"trigger {'+'.join(sorted(map(str, kinds)))} {as_of.isoformat()}"
+            training, decision = self.train(
+                as_of=as_of, request=RunRequest(origin=Origin.TRIGGER, trigger=reason, key=key)
+            )
+        except Skipped as exc:
+            out["training"] = str(exc)
+            return out
+        if outcome is not None:
+            outcome.training, outcome.decision = training, decision
+        out["version"] = training.version.version
+        out["decision"] = decision.outcome if decision else None
+        return out
+
+    def last_trained_as_of(self) -> datetime | None:
+        """The as-of of the newest training that succeeded (the ledger), else the champion's."""
+        for run in self.db.runs(limit=50, pipeline="train", status=RunStatus.SUCCEEDED):
+            if run["as_of"]:
+                return datetime.fromisoformat(str(run["as_of"]))
+        champion = self.champion()
+        tagged = champion.tags.get("modelloop.as_of") if champion else None
+        return datetime.fromisoformat(tagged) if tagged else None
+
+    def check_new_data(self) -> dict[str, Any] | None:
+        """The new-data trigger (`retraining.min_new_rows`): rows newer than the last training's
+        as-of; when there are enough and the cooldown allows, train and gate. None when the
+        trigger is off or the condition does not hold."""
+        if self.config.retraining.min_new_rows is None:
+            return None
+        last = self.last_trained_as_of()
+        latest = self.source.latest_timestamp()
+        latest = to_naive(latest) if latest is not None else None
+        if latest is None or (last is not None and latest <= last):
+            return None
+        count = len(self.source.load(last, None))
+        condition = new_rows_since(self.config, last, latest, count)
+        if condition is None:
+            return None
+        return self._retrain(condition.kinds, condition.reason, latest, True)
+
+    def run_pipeline(
+        self, pipeline: str, request: RunRequest, *, as_of: datetime | None = None
+    ) -> dict[str, Any]:
+        """Run `pipeline` for a schedule, the API or a retry; returns what it produced. A run that
+        finds nothing new to do is recorded and succeeds, saying so."""
+        if pipeline == "monitor":
+            if as_of is None and self.logs.latest_prediction_time() is None:
+                with self.ledger.run("monitor", request) as run:
+                    run.note = "the prediction log is empty: nothing to monitor yet"
+                return {"note": run.note}
+            outcome = self.monitor(as_of=as_of, request=request)
+            return outcome.result.to_dict() | {"trigger": outcome.trigger}
+        if pipeline == "train":
+            as_of = as_of or self.latest_data_time()
+            last = self.last_trained_as_of()
+            if request.origin is Origin.SCHEDULE and last is not None and as_of <= last:
+                with self.ledger.run("train", request, as_of=as_of) as run:
+                    run.note = f"no data newer than the last training's as-of ({last.isoformat()})"
+                return {"note": run.note}
+            result, decision = self.train(as_of=as_of, request=request)
+            return {"version": result.version.version, "decision": decision.outcome if decision else None}
+        if pipeline == "score":
+            return self.score(request=request).to_dict()
+        raise UsageError(f"unknown pipeline {pipeline!r}: expected train, monitor or score")
+
+    def runs(self, *, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The run ledger, newest first: runs whose process died are marked failed first."""
+        self.ledger.reap()
+        return [describe_run(row) for row in self.db.runs(limit=limit, pipeline=pipeline)]
 
     # -- serving and labels ---------------------------------------------------------------------
     def load_served_model(self, version: int | None = None) -> ServedModel:
@@ -317,87 +518,14 @@ class Project:
         return self.logs.append_labels(pd.DataFrame({data.id_column: list(ids), data.target: list(targets)}))
 
     def ingest_labels(self, frame: pd.DataFrame) -> tuple[int, int]:
-        """Store ground truth: (stored, skipped). A row whose target is empty has not arrived yet
-        and is skipped; a target the metric cannot use is refused, naming the rows (counting the
-        first data row as 1). Without an id column in the project file, a label file may carry
-        `row_id` or the row's time and features, from which the id is derived."""
-        data = self.config.data
-        if data.derived_id and data.id_column not in frame.columns and data.target in frame.columns:
-            frame = self._with_derived_ids(frame)
-        missing = [c for c in (data.id_column, data.target) if c not in frame.columns]
-        if missing:
-            raise DataError(
-                f"missing column(s) {', '.join(map(repr, missing))}; a label file needs the id column "
-                f"{data.id_column!r} and the target column {data.target!r}"
-                + (
-                    f" (or, for the id, the time {data.timestamp!r} and the features)"
-                    if data.derived_id
-                    else ""
-                )
-            )
-        targets: list[float | int | None] = []
-        bad: list[int] = []
-        reason = ""
-        for position, value in enumerate(frame[data.target].tolist()):
-            try:
-                targets.append(label_value(value, self.config.task, data.positive, data.negative))
-            except ValueError as exc:
-                reason = reason or str(exc)
-                bad.append(position)
-                targets.append(None)
-        if bad:
-            example = shown(frame[data.target].iloc[bad[0]])
-            raise DataError(
-                f"column {data.target!r} {reason}: {len(bad)} row(s) are not "
-                f"(rows {[i + 1 for i in bad[:5]]}, e.g. {example})"
-            )
-        keep = [i for i, t in enumerate(targets) if t is not None]
-        empty_ids = frame[data.id_column].isna().to_numpy()
-        if empty_ids[keep].any():
-            rows = [i + 1 for i in keep if empty_ids[i]][:5]
-            count = int(empty_ids[keep].sum())
-            raise DataError(f"column {data.id_column!r} is empty in {count} row(s) (rows {rows})")
-        kept = pd.DataFrame(
-            {
-                data.id_column: frame[data.id_column].iloc[keep].tolist(),
-                data.target: [targets[i] for i in keep],
-            }
-        )
-        stored = self.logs.append_labels(kept) if keep else 0
-        return stored, len(frame) - len(keep)
-
-    def _with_derived_ids(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """A label file without `row_id`: the id derived from its time and feature columns."""
-        data = self.config.data
-        needed = [data.timestamp, *data.features.all]
-        absent = [c for c in needed if c not in frame.columns]
-        if absent:
-            raise DataError(
-                f"missing column {data.id_column!r}; without it a label file needs the row's time "
-                f"and features to derive it, and {', '.join(map(repr, absent))} "
-                f"{'is' if len(absent) == 1 else 'are'} missing"
-            )
-        stamped = parse_timestamps(frame.copy(), data.timestamp, "the label file")
-        try:
-            ids = derive_row_ids(
-                stamped, data.timestamp, data.features.numeric, data.features.categorical
-            )
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-        return frame.assign(**{data.id_column: ids.to_numpy()})
+        """Store ground truth: (stored, skipped); see `modelloop.data.labels.prepare_labels`."""
+        kept, skipped = prepare_labels(frame, self.config.data, self.config.task)
+        stored = self.logs.append_labels(kept) if len(kept) else 0
+        return stored, skipped
 
     def ingest_labels_file(self, path: Path) -> tuple[int, int]:
-        if not path.is_file():
-            raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-        if not path.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
-            raise DataError(
-                f"{path}: a label file must be CSV (.csv, .csv.gz) or Parquet (.parquet, .pq)"
-            )
-        as_csv = path.name.lower().endswith((".csv", ".csv.gz"))
-        try:
-            frame = pd.read_csv(path) if as_csv else pd.read_parquet(path)
-        except Exception as exc:  # pandas/pyarrow raise many kinds; all mean "unreadable"
-            raise DataError(f"{path}: cannot read it as {'CSV' if as_csv else 'Parquet'}: {exc}") from None
+        """Store ground truth from a CSV or Parquet file, naming the file in any error."""
+        frame = read_label_file(path)
         try:
             return self.ingest_labels(frame)
         except DataError as exc:
@@ -429,52 +557,35 @@ class Project:
             "last_monitoring": self.db.last_monitoring(),
             "open_alerts": self.db.open_alerts(),
             "servers": running_servers(self.home, self.name),
+            "last_runs": self._last_runs(),
+            "delivery": delivery_metrics(self.db, now=datetime.now(UTC)),
         }
 
-    def rollback(self, *, reason: str, by: str | None = None, to: int | None = None) -> Rollback:
+    def _last_runs(self) -> dict[str, dict[str, Any]]:
+        """Each pipeline's latest run (the ledger): status, when, started by whom."""
+        latest: dict[str, dict[str, Any]] = {}
+        for run in self.runs(limit=200):
+            if run["pipeline"] not in latest:
+                keep = ("id", "status", "origin", "trigger", "started_at", "finished_at", "error")
+                latest[run["pipeline"]] = {k: run[k] for k in keep}
+        return latest
+
+    def rollback(self, *, reason: str, by: str | None = None, to: int | None = None,
+                 expected_champion: int | None = None,
+                 evidence: dict[str, Any] | None = None) -> Rollback:
         """Make the previous champion (or version `to`) the champion again, with the reason kept
         (every server following the alias swaps within `serving.reload_interval`)."""
-        reconcile(self.registry, self.db, self.name)
-        return rollback(self.registry, self.db, self.name, reason=reason, by=by or who(), to=to)
+        with self.ledger.hold("promotion"):
+            reconcile(self.registry, self.db, self.name)
+            return rollback(self.registry, self.db, self.name, reason=reason, by=by or who(), to=to,
+                            expected_champion=expected_champion, evidence=evidence)
 
     def history(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Every gate decision, rollback and move of the champion made outside modelloop, newest
-        first: `at, action, version, from_version, by, reason` and the evidence."""
-        reconcile(self.registry, self.db, self.name)
-        events: list[dict[str, Any]] = []
-        for decision in self.db.decisions(limit=limit):
-            metrics = decision["metrics"] or {}
-            rolled = decision["outcome"] == "rolled_back"
-            events.append(
-                {
-                    "at": decision["created_at"],
-                    "action": decision["outcome"],
-                    "version": decision["version"],
-                    "from_version": metrics.get("from_version")
-                    if rolled
-                    else metrics.get("champion_version"),
-                    "by": metrics.get("by", "gate"),
-                    "reason": "; ".join(decision["reasons"]),
-                    "evidence": metrics.get("evidence") if rolled else metrics,
-                    "as_of": decision["as_of"],
-                }
-            )
-        for move in self.db.alias_history("champion", limit=limit):
-            if move["source"] == "external":
-                events.append(
-                    {
-                        "at": move["created_at"],
-                        "action": "moved_outside_modelloop",
-                        "version": move["version"],
-                        "from_version": move["from_version"],
-                        "by": move["by"],
-                        "reason": move["reason"],
-                        "evidence": None,
-                        "as_of": None,
-                    }
-                )
-        events.sort(key=lambda e: str(e["at"]), reverse=True)
-        return events[:limit]
+        """Every gate decision, approval, rejection, rollback and move of the champion made
+        outside modelloop, newest first (see `modelloop.gate.history.events`)."""
+        with self.ledger.hold("promotion"):
+            reconcile(self.registry, self.db, self.name)
+        return events(self.db, limit)
 
     # -- batch scoring ----------------------------------------------------------------------------
     def score(
@@ -486,6 +597,7 @@ class Project:
         engine: str = "local",
         chunk_rows: int = 100_000,
         progress: Progress | None = None,
+        request: RunRequest | None = None,
     ) -> ScoreSummary:
         """Score a CSV or Parquet file with `version` (default: the champion) through the server's
         own `predict`, so a batch and a request get the same numbers; recorded as a `score` run.
@@ -517,26 +629,10 @@ class Project:
         if not source.is_file():
             raise DataError(f"{source}: no such file" if not source.exists() else f"{source}: not a file")
         served = self.load_served_model(version)
-        run_id = self.db.start_run("score", as_of=None, trigger="manual")
-        try:
-            summary = runner.score(
-                source, target, model=served, chunk_rows=chunk_rows, progress=progress
-            )
-        except BaseException as exc:  # Ctrl-C included: the ledger must not show it running
-            error = str(exc) if isinstance(exc, ModelloopError) else repr(exc)
-            self.db.finish_run(
-                run_id,
-                status="failed",
-                detail={
-                    "error": error,
-                    "input": str(source),
-                    "output": str(target),
-                    "version": served.version,
-                    "engine": engine,
-                },
-            )
-            raise
-        self.db.finish_run(run_id, status="succeeded", detail=summary.to_dict())
+        params = {"input": str(source), "output": str(target), "version": served.version, "engine": engine}
+        with self.ledger.run("score", request or RunRequest(), params=params) as run:
+            summary = runner.score(source, target, model=served, chunk_rows=chunk_rows, progress=progress)
+            run.produced.update(summary.to_dict())
         return summary
 
     def _write_report(self, name: str, payload: dict[str, Any]) -> Path:

@@ -278,3 +278,95 @@ def to_naive(value: datetime) -> datetime:
     if value.tzinfo is not None:
         return pd.Timestamp(value).tz_convert("UTC").tz_localize(None).to_pydatetime()
     return value
+
+
+# -- cron schedules ----------------------------------------------------------------------------
+
+#: The cron shorthands a schedule may use, as the 5 fields they stand for.
+CRON_ALIASES = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+_DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def cron_fields(text: str) -> str:
+    """A schedule as its 5 cron fields (minute hour day month weekday), shorthands expanded."""
+    text = " ".join(text.split())
+    return CRON_ALIASES.get(text.lower(), text)
+
+
+def _cron_days(field: str) -> str:
+    """Cron's weekday field (0 or 7 is Sunday) as the day names APScheduler reads unambiguously:
+    its own numbers start at Monday, so '0' passed through would run on the wrong day."""
+    if field == "*":
+        return "*"
+
+    def day(token: str) -> int:
+        token = token.lower()
+        if token[:3] in _DAY_NAMES:
+            return _DAY_NAMES.index(token[:3])
+        if not token.isdigit() or int(token) > 7:
+            raise ValueError(f"weekday {token!r} is not 0-7 or a day name (sun, mon, ...)")
+        return int(token) % 7
+
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"weekday step {step_text!r} is not a positive whole number")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            low, high = span.split("-", 1)
+            first, last = day(low), day(high)
+            if high.strip() == "7":
+                last = 7
+            if last < first:
+                raise ValueError(f"weekday range {span!r} runs backwards")
+        else:
+            first = last = day(span)
+            if step:
+                last = 6
+        days.update(d % 7 for d in range(first, last + 1, step or 1))
+    return ",".join(_DAY_NAMES[d] for d in sorted(days))
+
+
+def cron_trigger(text: str, timezone: str) -> object:
+    """An APScheduler CronTrigger for a 5-field cron (or a shorthand) read in `timezone`, with
+    cron's meaning of the weekday field. Raises ValueError naming what is wrong."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = cron_fields(text).split(" ")
+    if len(fields) != 5:
+        raise ValueError(
+            f"{text!r} is not a cron schedule: write 5 fields (minute hour day month weekday), "
+            f"e.g. '0 6 * * *' for 06:00 every day, or one of {', '.join(CRON_ALIASES)}"
+        )
+    minute, hour, day, month, weekday = fields
+    try:
+        days = _cron_days(weekday)
+        if day != "*" and weekday != "*":
+            # Cron runs when either the day of the month or the weekday matches (APScheduler
+            # alone would need both): one trigger for each, fired by whichever comes first.
+            from apscheduler.triggers.combining import OrTrigger
+
+            return OrTrigger(
+                [
+                    CronTrigger(minute=minute, hour=hour, day=day, month=month, timezone=timezone),
+                    CronTrigger(
+                        minute=minute, hour=hour, month=month, day_of_week=days, timezone=timezone
+                    ),
+                ]
+            )
+        return CronTrigger(
+            minute=minute, hour=hour, day=day, month=month, day_of_week=days, timezone=timezone
+        )
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid cron schedule: {exc}") from None

@@ -91,7 +91,8 @@ def test_a_failed_job_is_recorded_with_its_reason(
 
     run = project.db.runs(limit=1)[0]
     assert (run["kind"], run["status"]) == ("score", "failed")
-    assert "'carrier' is missing" in run["detail"]["error"]
+    assert "'carrier' is missing" in run["error"]
+    assert run["params"]["input"] == str(source) and run["params"]["engine"] == "local"
     assert not (tmp_path / "out.parquet").exists()
 
 

@@ -41,25 +41,28 @@ def cli_json(*args: str, cwd: Path) -> Any:
 
 
 class ServerProcess:
-    """`modelloop serve` in its own process group, output to a file (never an unread pipe)."""
+    """`modelloop serve` (or `up`) in its own process group, output to a file (never an unread
+    pipe)."""
 
-    def __init__(self, cwd: Path, *extra: str) -> None:
+    def __init__(
+        self, cwd: Path, *extra: str, command: str = "serve", env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
-        self.log = open(cwd / f"serve-{self.port}.log", "w")  # noqa: SIM115 (closed in stop)
+        self.log_path = cwd / f"{command}-{self.port}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [*CLI, "serve", "--port", str(self.port), *extra],
+            [*CLI, command, "--port", str(self.port), *extra],
             cwd=cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"server exited: {(cwd / f'serve-{self.port}.log').read_text()}"
-                )
+                raise AssertionError(f"server exited: {self.log_path.read_text()}")
             try:
                 if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
                     return

@@ -121,10 +121,10 @@ def test_drift_is_detected_and_retraining_promotes_a_better_candidate(
     assert "x2" in Path(drifted["report_html"]).read_text()
 
 
-def test_cooldown_holds_back_a_second_retraining(story: dict[str, Any]) -> None:
+def test_the_same_window_monitored_again_does_not_retrain_again(story: dict[str, Any]) -> None:
     again = story["again"]
     assert again["alert"] is True
-    assert again["trigger"]["fired"] is False and "cooldown" in again["trigger"]["skipped"]
+    assert again["trigger"]["fired"] is False and "already fired" in again["trigger"]["skipped"]
     assert again["decision"] is None
 
 

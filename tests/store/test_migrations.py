@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from modelloop.store import MetadataDB
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _revision(path: Path) -> str:
@@ -35,8 +35,12 @@ def test_a_database_from_before_migrations_keeps_its_rows(tmp_path: Path) -> Non
             "CREATE TABLE modelloop_decisions (id INTEGER PRIMARY KEY, model VARCHAR(255) NOT NULL,"
             " version INTEGER NOT NULL, outcome VARCHAR(64) NOT NULL, reasons TEXT NOT NULL,"
             " metrics TEXT NOT NULL, as_of DATETIME, created_at DATETIME NOT NULL)"))
-        for table in ("modelloop_runs", "modelloop_monitoring", "modelloop_alerts",
-                      "modelloop_triggers"):
+        connection.execute(sa.text(
+            "CREATE TABLE modelloop_runs (id INTEGER PRIMARY KEY, model VARCHAR(255) NOT NULL,"
+            " kind VARCHAR(64) NOT NULL, as_of DATETIME, \"trigger\" TEXT NOT NULL,"
+            " status VARCHAR(64) NOT NULL, detail TEXT, started_at DATETIME NOT NULL,"
+            " finished_at DATETIME, created_at DATETIME NOT NULL)"))
+        for table in ("modelloop_monitoring", "modelloop_alerts", "modelloop_triggers"):
             connection.execute(sa.text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)"))
         connection.execute(sa.text(
             "CREATE TABLE modelloop_state (model VARCHAR(255), key VARCHAR(255), value TEXT,"
@@ -60,3 +64,36 @@ def test_two_processes_migrating_at_once_both_succeed(tmp_path: Path) -> None:
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         assert pool.map(_first_connect, [url] * 4) == [0, 0, 0, 0]
     assert _revision(tmp_path / "race.db") == HEAD
+
+
+def test_the_head_revision_the_fast_path_checks_is_alembics(tmp_path: Path) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from modelloop.store.db import HEAD_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", "modelloop.store:migrations")
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION == HEAD
+
+
+def test_a_database_at_0002_gains_the_run_ledger_and_keeps_its_runs(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    path = tmp_path / "v2.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    config = Config()
+    config.set_main_option("script_location", "modelloop.store:migrations")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.execute(sa.text(
+            "INSERT INTO modelloop_runs (model, kind, as_of, \"trigger\", status, detail, started_at,"
+            " finished_at, created_at) VALUES ('m', 'train', NULL, 'manual', 'succeeded', '{}',"
+            " '2026-01-01 00:00:00', '2026-01-01 00:01:00', '2026-01-01 00:00:00')"))
+    db = MetadataDB(f"sqlite:///{path}", model="m")
+    [old] = db.runs()
+    assert old["status"] == "succeeded" and old["origin"] == "cli" and old["attempt"] == 1
+    assert _revision(path) == HEAD
+    assert db.lease("train") is None  # the new table is there

@@ -242,6 +242,6 @@ def test_a_project_records_a_failed_run_and_a_validation_report(
     assert project.champion() is not None and project.champion().version == 1
     latest = project.db.runs(limit=1)[0]
     assert latest["status"] == "failed"
-    assert "column 'hour' has nulls" in latest["detail"]["error"]
+    assert "column 'hour' has nulls" in latest["error"]
     [report] = sorted(project.reports_dir.glob("validation-*.json"))
     assert json.loads(report.read_text())["problems"][0]["column"] == "hour"

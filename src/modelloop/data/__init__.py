@@ -9,6 +9,7 @@ from modelloop.data.contract import (
     summarize,
     target_values,
 )
+from modelloop.data.labels import prepare_labels, read_label_file
 from modelloop.data.model_input import as_text, category_text, model_input
 from modelloop.data.row_id import derive_row_ids, row_id
 from modelloop.data.sources import (
@@ -21,7 +22,13 @@ from modelloop.data.sources import (
     parse_timestamps,
     prepare_rows,
 )
-from modelloop.data.windows import TrainingWindows, fingerprint, split_by_time, training_windows
+from modelloop.data.windows import (
+    TrainingWindows,
+    fingerprint,
+    refit_windows,
+    split_by_time,
+    training_windows,
+)
 
 __all__ = [
     "ColumnRule",
@@ -42,7 +49,10 @@ __all__ = [
     "model_input",
     "open_source",
     "parse_timestamps",
+    "prepare_labels",
     "prepare_rows",
+    "read_label_file",
+    "refit_windows",
     "row_id",
     "split_by_time",
     "summarize",

@@ -8,6 +8,7 @@ holdout is always later than the training window of the candidate and of any old
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,6 +55,19 @@ def training_windows(
         train_start=train_end - window,
         train_end=train_end,
         holdout_end=labelled_until,
+    )
+
+
+def refit_windows(tags: Mapping[str, str]) -> TrainingWindows:
+    """A gated version's training window stretched over its holdout, with no holdout left: what
+    its refit trains on (`training.refit`)."""
+    holdout_end = datetime.fromisoformat(tags["modelloop.window.holdout_end"])
+    return TrainingWindows(
+        as_of=datetime.fromisoformat(tags["modelloop.as_of"]),
+        labelled_until=holdout_end,
+        train_start=datetime.fromisoformat(tags["modelloop.window.train_start"]),
+        train_end=holdout_end,
+        holdout_end=holdout_end,
     )
 
 

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from modelloop.examples.flights import write_example_project
 from modelloop.examples.server import BackgroundServer
+from modelloop.monitoring.breaches import Breach, BreachKind
 from modelloop.monitoring.report import svg_line_chart
 from modelloop.project import Project, open_project
 from modelloop.serving import create_app
@@ -38,7 +39,7 @@ class Week:
     n_rows: int
     n_labelled: int
     drifted: list[str]
-    breaches: list[str]
+    breaches: list[Breach]
     decisions: list[str] = field(default_factory=list)
     report: str | None = None
 
@@ -169,11 +170,11 @@ def render_table(console: Console, project: Project, history: list[Week]) -> Non
     for w in history:
         n_features = len(project.config.data.features.all)
         drift = f"{len(w.drifted)}/{n_features}"
-        if any(b.startswith("drift") for b in w.breaches):
+        if any(b.kind is BreachKind.DRIFT for b in w.breaches):
             more = "…" if len(w.drifted) > 2 else ""
             drift = f"[red]ALERT {drift}[/]: " + ", ".join(w.drifted[:2]) + more
         value = "—" if w.metric is None else f"{w.metric:.3f}"
-        if any(b.startswith("performance") for b in w.breaches):
+        if any(b.kind is BreachKind.PERFORMANCE for b in w.breaches):
             value = f"[red]{value} ALERT[/]"
         table.add_row(
             str(w.number),
@@ -206,7 +207,7 @@ def write_summary(project: Project, history: list[Week]) -> Path:
     rows = "".join(
         f"<tr><td>{w.number}</td><td>{w.end - timedelta(days=1):%Y-%m-%d}</td><td>v{w.champion}</td>"
         f"<td>{'—' if w.metric is None else f'{w.metric:.3f}'}</td><td>{w.n_labelled:,}</td>"
-        f"<td>{html.escape(', '.join(w.drifted))}</td><td>{html.escape('; '.join(w.breaches))}</td>"
+        f"<td>{html.escape(', '.join(w.drifted))}</td><td>{html.escape('; '.join(map(str, w.breaches)))}</td>"
         f"<td>{html.escape('; '.join(w.decisions))}</td>"
         f'<td><a href="{html.escape(Path(w.report).name) if w.report else ""}">report</a></td></tr>'
         for w in history
@@ -229,7 +230,13 @@ td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}</style></head><bod
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     (project.reports_dir / "demo-summary.json").write_text(
-        json.dumps([{**w.__dict__, "end": w.end.isoformat()} for w in history], indent=2),
+        json.dumps(
+            [
+                {**w.__dict__, "end": w.end.isoformat(), "breaches": list(map(str, w.breaches))}
+                for w in history
+            ],
+            indent=2,
+        ),
         encoding="utf-8",
     )
     return path

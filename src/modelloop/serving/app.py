@@ -26,7 +26,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modelloop.config import PIPELINES
 from modelloop.errors import BadRequest, DataError, ModelloopError
+from modelloop.orchestration import Origin, RunRequest
 from modelloop.serving import presence
 from modelloop.serving.auth import authorized, protected, token_from_env
 from modelloop.serving.batcher import LogUnavailable, MicroBatcher, ScoringFailed, model_frame
@@ -41,6 +43,7 @@ from modelloop.serving.shadow import ShadowScorer
 from modelloop.serving.validation import ValidRows, valid_request_id, validate_labels
 
 if TYPE_CHECKING:
+    from modelloop.orchestration.runtime import Runtime
     from modelloop.project import Project
 
 logger = logging.getLogger("modelloop.serving")
@@ -326,11 +329,18 @@ def _alias_version(project: Project, alias: str) -> int | None:
 
 
 def create_app(
-    project: Project, *, holder: ModelHolder | None = None, token: str | None = None
+    project: Project,
+    *,
+    holder: ModelHolder | None = None,
+    token: str | None = None,
+    runtime: Runtime | None = None,
+    stop_grace: float = 20.0,
 ) -> ScoringApp:
     """The ASGI app for `project`'s champion (loaded and warmed now, so a broken model fails at
     start, not on the first request). `token` (default `MODELLOOP_TOKEN`) guards the routes that
-    change state (`serving.auth`)."""
+    change state (`serving.auth`). With a `runtime` (`modelloop up`) the app also runs the
+    project's schedules and triggers and takes `POST /pipelines/{pipeline}`; a stop waits up to
+    `stop_grace` seconds for a running pipeline, then records it interrupted."""
     import modelloop
 
     settings = project.config.serving
@@ -407,14 +417,10 @@ def create_app(
 
     async def roll_back(bake: Bake, evidence: dict[str, Any]) -> None:
         """The registry first (every server follows it), then this server's own holder."""
-        from modelloop.gate import rollback
-
         try:
+            # Through the facade: under the same lock as gates, approvals and manual rollbacks.
             await asyncio.to_thread(
-                rollback,
-                project.registry,
-                project.db,
-                project.name,
+                project.rollback,
                 reason=str(evidence["breach"]),
                 by="server guardrails",
                 evidence=evidence,
@@ -463,11 +469,15 @@ def create_app(
         if shadow is not None:
             shadow.start()
         await follower.start()
+        if runtime is not None:
+            await asyncio.to_thread(runtime.start)
         announce()
         _quiet_gc()
         try:
             yield
         finally:
+            if runtime is not None:
+                await asyncio.to_thread(runtime.stop, stop_grace)
             for path in presence_file:
                 presence.withdraw(path)
             await follower.stop()
@@ -622,6 +632,49 @@ def create_app(
                       "failed": shadow.failed},
             }
         )
+
+    @app.post(
+        "/pipelines/{pipeline}",
+        summary="Run a pipeline now: train, monitor or score (needs the token; `modelloop up`)",
+        status_code=202,
+    )
+    async def run_pipeline(pipeline: str, request: Request) -> Response:
+        if runtime is None:
+            return _error(
+                404,
+                "NOT_FOUND",
+                "pipelines run under `modelloop up` (this server only serves: `modelloop serve`)",
+                "no_runtime",
+            )
+        if pipeline not in PIPELINES:
+            return _error(
+                404,
+                "NOT_FOUND",
+                f"no pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}",
+                "unknown_pipeline",
+            )
+        reason = request.query_params.get("reason", "").strip()[:500]
+        trigger = f"POST /pipelines/{pipeline}" + (f": {reason}" if reason else "")
+        queued = runtime.submit(pipeline, RunRequest(origin=Origin.API, trigger=trigger))
+        message = (
+            f"{pipeline} queued: follow it with GET /pipelines or `modelloop runs`"
+            if queued
+            else f"a {pipeline} run is already waiting to start; this request joins it"
+        )
+        return _JSON({"pipeline": pipeline, "queued": queued, "message": message}, status_code=202)
+
+    @app.get("/pipelines", summary="What `modelloop up` schedules and runs, and the latest runs")
+    async def pipelines(limit: int = 20) -> Response:
+        if runtime is None:
+            return _error(
+                404,
+                "NOT_FOUND",
+                "pipelines run under `modelloop up` (this server only serves: `modelloop serve`)",
+                "no_runtime",
+            )
+        limit = max(1, min(limit, 500))
+        runs = await asyncio.to_thread(project.runs, limit=limit)
+        return _JSON({**runtime.status(), "runs": runs})
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
     async def prometheus() -> Response:

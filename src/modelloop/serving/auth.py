@@ -13,8 +13,9 @@ import os
 
 TOKEN_ENV = "MODELLOOP_TOKEN"
 
-#: Routes that change what the server or monitoring believes: always behind the token.
-_WRITES = ("/labels", "/admin/")
+#: Routes that change what the server or monitoring believes, or run pipelines (`modelloop up`):
+#: always behind the token.
+_WRITES = ("/labels", "/admin/", "/pipelines")
 #: Routes that score: behind the token with `serving.auth: all`.
 _SCORING = ("/invocations",)
 

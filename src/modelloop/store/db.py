@@ -53,6 +53,25 @@ _runs = sa.Table(
     sa.Column("started_at", sa.DateTime, nullable=False),
     sa.Column("finished_at", sa.DateTime, nullable=True),
     _created_at(),
+    # Who started the run: cli, schedule, api, trigger, retry or airflow.
+    sa.Column("origin", sa.String(32), nullable=False, server_default="cli"),
+    sa.Column("params", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("retry_of", sa.Integer, nullable=True),
+    sa.Column("holder", sa.String(255), nullable=True),
+    sa.Column("dedup_key", sa.String(255), nullable=True),
+    sa.Index("ix_modelloop_runs_dedup", "model", "kind", "dedup_key", unique=True),
+)
+_leases = sa.Table(
+    "modelloop_leases",
+    _metadata,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("pipeline", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=True),
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
 )
 _decisions = sa.Table(
     "modelloop_decisions",
@@ -121,7 +140,16 @@ _state = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
-_JSON_FIELDS = {"detail", "reasons", "metrics", "result"}
+class DuplicateRun(Exception):
+    """A run with this dedup key exists already (another process started it)."""
+
+    def __init__(self, key: str, run: Mapping[str, Any]) -> None:
+        super().__init__(f"a run with key {key!r} exists: run {run.get('id')}")
+        self.key = key
+        self.run = dict(run)
+
+
+_JSON_FIELDS = {"detail", "reasons", "metrics", "result", "params"}
 
 
 class MetadataDB:
@@ -140,36 +168,177 @@ class MetadataDB:
 
     # -- pipeline runs ---------------------------------------------------------------------------
 
-    def start_run(self, kind: str, *, as_of: datetime | None, trigger: str) -> int:
-        """Record a pipeline run as `running`; `finish_run` closes it."""
+    def start_run(
+        self,
+        kind: str,
+        *,
+        as_of: datetime | None,
+        trigger: str,
+        origin: str = "cli",
+        params: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+        retry_of: int | None = None,
+        holder: str | None = None,
+        status: str = "running",
+        dedup_key: str | None = None,
+    ) -> int:
+        """Record a pipeline run (`running` unless told); `finish_run` closes it. A `dedup_key`
+        another run of this pipeline already has raises `DuplicateRun` naming that run."""
         now = _now()
-        return self._insert(
-            _runs,
-            kind=kind,
-            as_of=_naive(as_of),
-            trigger=trigger,
-            status="running",
-            detail=None,
-            started_at=now,
-            finished_at=None,
-            created_at=now,
-        )
+        try:
+            return self._start_run(
+                kind=kind,
+                as_of=_naive(as_of),
+                trigger=trigger,
+                status=status,
+                detail=None,
+                started_at=now,
+                finished_at=None if status == "running" else now,
+                created_at=now,
+                origin=origin,
+                params=_dumps(dict(params or {})),
+                error=None,
+                attempt=attempt,
+                retry_of=retry_of,
+                holder=holder,
+                dedup_key=dedup_key,
+            )
+        except sa.exc.IntegrityError:
+            if dedup_key is None:
+                raise
+            found = self._select(
+                _runs, where=[_runs.c.kind == kind, _runs.c.dedup_key == dedup_key], limit=1
+            )
+            raise DuplicateRun(dedup_key, found[0] if found else {}) from None
 
-    def finish_run(self, run_id: int, *, status: str, detail: Mapping[str, Any]) -> None:
-        """Close a run with its outcome and evidence."""
+    def _start_run(self, **values: Any) -> int:
+        return self._insert(_runs, **values)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        detail: Mapping[str, Any],
+        error: str | None = None,
+        only_if_running: bool = False,
+    ) -> bool:
+        """Close a run with its outcome and evidence; with `only_if_running`, a run another
+        process already closed is left as it is (returns False)."""
+        where = [_runs.c.id == run_id, _runs.c.model == self.model]
+        if only_if_running:
+            where.append(_runs.c.status == "running")
         statement = (
             _runs.update()
-            .where(_runs.c.id == run_id, _runs.c.model == self.model)
-            .values(status=status, detail=_dumps(detail), finished_at=_now())
+            .where(*where)
+            .values(status=status, detail=_dumps(detail), error=error, finished_at=_now())
         )
         with self._connect().begin() as connection:
             updated = connection.execute(statement).rowcount
-        if not updated:
+        if not updated and not only_if_running:
             raise NotFound(f"pipeline run {run_id} of model {self.model!r} does not exist")
+        return bool(updated)
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first."""
-        return self._select(_runs, order=[_runs.c.id.desc()], limit=limit)
+    def runs(
+        self,
+        limit: int = 50,
+        *,
+        pipeline: str | None = None,
+        status: str | Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; one pipeline's, or those in `status`, when given."""
+        where: list[sa.ColumnElement[bool]] = []
+        if pipeline is not None:
+            where.append(_runs.c.kind == pipeline)
+        if status is not None:
+            where.append(_runs.c.status.in_([status] if isinstance(status, str) else list(status)))
+        return self._select(_runs, where=where, order=[_runs.c.id.desc()], limit=limit)
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        found = self._select(_runs, where=[_runs.c.id == int(run_id)], limit=1)
+        if not found:
+            raise NotFound(f"pipeline run {run_id} of model {self.model!r} does not exist")
+        return found[0]
+
+    def retries_of(self, run_id: int) -> list[dict[str, Any]]:
+        """The runs started as retries of `run_id`, oldest first."""
+        return self._select(_runs, where=[_runs.c.retry_of == int(run_id)], order=[_runs.c.id])
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    def lease(self, pipeline: str) -> dict[str, Any] | None:
+        """Who holds `pipeline`'s lease, until when (it may have expired), for which run."""
+        statement = sa.select(_leases).where(
+            _leases.c.model == self.model, _leases.c.pipeline == pipeline
+        )
+        with self._connect().connect() as connection:
+            row = connection.execute(statement).mappings().first()
+        return None if row is None else _row(row)
+
+    def take_lease(
+        self,
+        pipeline: str,
+        *,
+        holder: str,
+        run_id: int,
+        ttl: float,
+        replacing: Mapping[str, Any] | None,
+    ) -> bool:
+        """Compare-and-set: take the lease when nobody holds it (`replacing` None) or when it
+        is still exactly the lease `replacing` describes (one read before, judged over). Two
+        processes racing for it: one wins, on SQLite and PostgreSQL alike."""
+        now = _now()
+        values = {
+            "holder": holder,
+            "run_id": run_id,
+            "acquired_at": now,
+            "expires_at": _after(now, ttl),
+        }
+        mine = (_leases.c.model == self.model, _leases.c.pipeline == pipeline)
+        try:
+            with self._connect().begin() as connection:
+                if replacing is None:
+                    connection.execute(
+                        _leases.insert().values(model=self.model, pipeline=pipeline, **values)
+                    )
+                    return True
+                statement = (
+                    _leases.update()
+                    .where(
+                        *mine,
+                        _leases.c.holder == replacing["holder"],
+                        _leases.c.expires_at == _parse(replacing["expires_at"]),
+                    )
+                    .values(**values)
+                )
+                return bool(connection.execute(statement).rowcount)
+        except sa.exc.IntegrityError:
+            return False  # another process inserted it first
+
+    def renew_lease(self, pipeline: str, *, holder: str, run_id: int, ttl: float) -> bool:
+        """Push the expiry on; False when the lease is no longer this holder's."""
+        statement = (
+            _leases.update()
+            .where(
+                _leases.c.model == self.model,
+                _leases.c.pipeline == pipeline,
+                _leases.c.holder == holder,
+                _leases.c.run_id == run_id,
+            )
+            .values(expires_at=_after(_now(), ttl))
+        )
+        with self._connect().begin() as connection:
+            return bool(connection.execute(statement).rowcount)
+
+    def release_lease(self, pipeline: str, *, holder: str, run_id: int) -> None:
+        statement = _leases.delete().where(
+            _leases.c.model == self.model,
+            _leases.c.pipeline == pipeline,
+            _leases.c.holder == holder,
+            _leases.c.run_id == run_id,
+        )
+        with self._connect().begin() as connection:
+            connection.execute(statement)
 
     # -- alias history ---------------------------------------------------------------------------
 
@@ -263,22 +432,28 @@ class MetadataDB:
             created_at=_now(),
         )
 
-    def open_alerts(self) -> list[dict[str, Any]]:
-        """Open alerts, oldest first."""
-        return self._select(
-            _alerts,
-            where=[_alerts.c.status == "open"],
-            order=[_alerts.c.as_of, _alerts.c.id],
-        )
+    def open_alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Open alerts (of `kind` when given), oldest first."""
+        where = [_alerts.c.status == "open"]
+        if kind is not None:
+            where.append(_alerts.c.kind == kind)
+        return self._select(_alerts, where=where, order=[_alerts.c.as_of, _alerts.c.id])
+
+    def alerts(self, kind: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Alerts in any status (of `kind` when given), newest first."""
+        where = [] if kind is None else [_alerts.c.kind == kind]
+        return self._select(_alerts, where=where, order=[_alerts.c.id.desc()], limit=limit)
 
     def resolve_alerts(self, kind: str, *, as_of: datetime) -> int:
-        """Close every open alert of `kind`; returns how many were closed."""
+        """Close the open alerts of `kind` raised at or before `as_of` (a run at an earlier
+        as-of never closes a later alert); returns how many were closed."""
         statement = (
             _alerts.update()
             .where(
                 _alerts.c.model == self.model,
                 _alerts.c.kind == kind,
                 _alerts.c.status == "open",
+                _alerts.c.as_of <= _naive(as_of),
             )
             .values(status="resolved", resolved_as_of=_naive(as_of))
         )
@@ -429,7 +604,23 @@ def _create_tables(engine: Engine) -> None:
 _MIGRATING = threading.Lock()
 
 
+#: The newest migration (tests/store check it is alembic's head): a database already there is
+#: opened without importing alembic, which costs a tenth of a second on every command.
+HEAD_REVISION = "0003"
+
+
+def _at_head(engine: Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    except sa.exc.DBAPIError:  # no such table yet: a new or a pre-migrations database
+        return False
+    return [row[0] for row in found] == [HEAD_REVISION]
+
+
 def _migrate(engine: Engine) -> None:
+    if _at_head(engine):
+        return
     from alembic import command
     from alembic.config import Config
 
@@ -493,3 +684,13 @@ def _naive(value: datetime | None) -> datetime | None:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _after(moment: datetime, seconds: float) -> datetime:
+    from datetime import timedelta
+
+    return moment + timedelta(seconds=seconds)
+
+
+def _parse(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
