@@ -61,16 +61,21 @@ def write_flights(path: Path) -> pd.DataFrame:
 
 #: The example project files, by task: the same flights, two questions.
 TEMPLATES = {"classification": "flights.yaml", "regression": "flights-regression.yaml"}
+#: Their model tests (`tests/model/flights.yaml`), by task: the answers differ in unit.
+MODEL_TESTS = {"classification": "flights-tests.yaml", "regression": "flights-regression-tests.yaml"}
 
 
 def write_example_project(directory: Path, task: str = "classification") -> tuple[Path, int]:
-    """The commented example project file for `task` and its data; returns the file and the
-    flight count."""
+    """The commented example project file for `task`, its model tests and its data; returns the
+    project file and the flight count."""
     from importlib import resources
 
     directory.mkdir(parents=True, exist_ok=True)
-    template = resources.files("modelloop.examples").joinpath(TEMPLATES[task])
+    examples = resources.files("modelloop.examples")
     path = directory / "modelloop.yaml"
-    path.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+    path.write_text(examples.joinpath(TEMPLATES[task]).read_text(encoding="utf-8"), encoding="utf-8")
+    tests = directory / "tests" / "model" / "flights.yaml"
+    tests.parent.mkdir(parents=True, exist_ok=True)
+    tests.write_text(examples.joinpath(MODEL_TESTS[task]).read_text(encoding="utf-8"), encoding="utf-8")
     flights = write_flights(directory / "data" / "flights.parquet")
     return path, len(flights)

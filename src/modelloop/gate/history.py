@@ -12,7 +12,7 @@ import contextlib
 from typing import Any
 
 from modelloop.errors import NotFound
-from modelloop.registry import STATUS_TAG, Registry
+from modelloop.registry import STATUS_TAG, Registry, VersionStatus
 from modelloop.store import MetadataDB
 
 EXTERNAL_BY = "outside modelloop"
@@ -48,10 +48,49 @@ def reconcile(registry: Registry, db: MetadataDB, name: str) -> dict[str, Any] |
     db.record_alias("champion", current, from_version=last, action="moved", by=EXTERNAL_BY,
                     reason=reason, source="external")
     if current is not None:
-        registry.set_tags(name, current, {STATUS_TAG: "champion"})
+        registry.set_tags(name, current, {STATUS_TAG: VersionStatus.CHAMPION})
     if last is not None and last != current:
         # The old version may have been deleted outside modelloop too: then nothing to fix.
         with contextlib.suppress(NotFound):
-            registry.set_tags(name, last, {STATUS_TAG: "retired"})
+            registry.set_tags(name, last, {STATUS_TAG: VersionStatus.RETIRED})
             registry.set_alias(name, "previous", last)
     return {"version": current, "from_version": last, "reason": reason}
+
+
+def events(db: MetadataDB, limit: int = 200) -> list[dict[str, Any]]:
+    """Every gate decision, approval, rejection, forced promotion, rollback and move of the
+    champion made outside modelloop, newest first: `at, action, version, from_version, by,
+    reason`, the evidence and the data as-of. `from_version` is the champion the decision was
+    judged against (for a rollback, the version rolled back from)."""
+    found: list[dict[str, Any]] = []
+    for decision in db.decisions(limit=limit):
+        metrics = decision["metrics"] or {}
+        rolled = decision["outcome"] == "rolled_back"
+        found.append(
+            {
+                "at": decision["created_at"],
+                "action": decision["outcome"],
+                "version": decision["version"],
+                "from_version": metrics.get("from_version") if rolled else metrics.get("champion_version"),
+                "by": metrics.get("by", "gate"),
+                "reason": "; ".join(decision["reasons"]),
+                "evidence": metrics.get("evidence") if rolled else metrics,
+                "as_of": decision["as_of"],
+            }
+        )
+    for move in db.alias_history("champion", limit=limit):
+        if move["source"] == "external":
+            found.append(
+                {
+                    "at": move["created_at"],
+                    "action": "moved_outside_modelloop",
+                    "version": move["version"],
+                    "from_version": move["from_version"],
+                    "by": move["by"],
+                    "reason": move["reason"],
+                    "evidence": None,
+                    "as_of": None,
+                }
+            )
+    found.sort(key=lambda e: str(e["at"]), reverse=True)
+    return found[:limit]

@@ -12,6 +12,7 @@ Registry errors are errors: a rollback that cannot read the aliases changes noth
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from typing import Any
 
 from modelloop.errors import ModelloopError
 from modelloop.gate.history import record_move
-from modelloop.registry import STATUS_TAG, Registry
+from modelloop.registry import STATUS_TAG, Registry, VersionStatus
 from modelloop.store import MetadataDB
 
 #: The outcome a rollback is recorded under, beside the gate's "promoted" and "rejected".
@@ -80,7 +81,7 @@ def rollback(
             else f"version {to} is already the champion of {name!r}"
         )
     registry.set_alias(name, "champion", previous.version)
-    registry.set_tags(name, previous.version, {STATUS_TAG: "champion"})
+    registry.set_tags(name, previous.version, {STATUS_TAG: VersionStatus.CHAMPION})
     registry.set_alias(name, "previous", champion.version)  # a second rollback undoes this one
     challenger = registry.alias(name, "challenger")
     if challenger is not None and challenger.version == previous.version:
@@ -90,7 +91,7 @@ def rollback(
         name,
         champion.version,
         {
-            STATUS_TAG: "retired",
+            STATUS_TAG: VersionStatus.RETIRED,
             "modelloop.rollback.reason": reason[:4900],
             "modelloop.rollback.by": by[:250],
             "modelloop.rollback.at": when.isoformat(timespec="seconds"),
@@ -110,4 +111,17 @@ def rollback(
         },
         as_of=None,
     )
+    try:
+        registry.write_json(
+            name,
+            previous.version,
+            f"gate/decision-{decision_id}.json",
+            {"id": decision_id, "version": previous.version, "outcome": ROLLED_BACK,
+             "from_version": champion.version, "by": by, "reason": reason, "evidence": evidence},
+        )
+    except Exception as exc:  # the rollback is done and recorded in modelloop.db; say so, go on
+        logging.getLogger("modelloop.gate").warning(
+            "rolled back, but the evidence could not be attached to version %s in the registry: %s",
+            previous.version, exc,
+        )
     return Rollback(champion.version, previous.version, reason, by, evidence, decision_id)

@@ -3,21 +3,26 @@
 It must load as any MLflow user would load it, answer for rows that cover its data contract (the
 missing values and unseen categories the contract allows included), answer one finite number per
 row (a probability for a classifier), not answer the same number for every row, and answer a
-row within `gate.max_latency_ms`. Each check is recorded with its numbers; one failure rejects
-the candidate, whatever its holdout score.
+row within `gate.max_latency_ms`. Then the project's model tests (`tests/model/*.yaml`, see
+`modelloop.gate.modeltests`), one check each. Each check is recorded with its numbers; one
+failure rejects the candidate, whatever its holdout score.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from modelloop.data import Contract
 from modelloop.registry import Registry
+
+if TYPE_CHECKING:
+    from modelloop.gate.modeltests import ModelTest
 
 #: Real holdout rows the checks score (plus one row per edge case the contract allows).
 SAMPLE_ROWS = 200
@@ -64,8 +69,13 @@ def check_validity(
     *,
     task: str,
     max_latency_ms: float | None,
+    model_tests: Sequence[ModelTest] = (),
 ) -> list[Check]:
-    """Every check, in order; a check that cannot run (the model did not load) is not listed."""
+    """Every check, in order; a check that cannot run (the model did not load) is not listed.
+
+    `model_tests` (from `load_model_tests`) run last, on the model as loaded here; their
+    `from_data` rows are sampled from `rows`, the holdout.
+    """
     try:
         predictor = registry.load_predictor(name, version)
     except Exception as exc:
@@ -124,6 +134,11 @@ def check_validity(
         + ("" if max_latency_ms is None else f" (gate.max_latency_ms {max_latency_ms:g})"),
         {"one_row_ms": round(latency, 3), "max_latency_ms": max_latency_ms},
     ))
+    if model_tests:
+        # Imported here: the model tests report in this module's Check.
+        from modelloop.gate.modeltests import run_model_tests
+
+        checks.extend(run_model_tests(model_tests, predictor.predict, contract=contract, rows=rows))
     return checks
 
 

@@ -7,6 +7,7 @@ from modelloop.registry.base import (
     Predictor,
     Registry,
     TrainingRecord,
+    VersionStatus,
 )
 from modelloop.registry.checks import check_registry
 from modelloop.registry.memory import MemoryRegistry
@@ -21,5 +22,6 @@ __all__ = [
     "Predictor",
     "Registry",
     "TrainingRecord",
+    "VersionStatus",
     "check_registry",
 ]

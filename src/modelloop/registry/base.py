@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +17,17 @@ import pandas as pd
 
 STATUS_TAG = "modelloop.status"
 TRIGGER_TAG = "modelloop.trigger"
+
+
+class VersionStatus(StrEnum):
+    """A version's place in the loop, the one vocabulary of tags, database, JSON and README."""
+
+    CANDIDATE = "candidate"  # registered, not yet gated
+    PENDING_APPROVAL = "pending_approval"  # passed the gate, waits for a person (gate.approval)
+    REJECTED = "rejected"  # failed the gate, or a person rejected it
+    CHAMPION = "champion"  # serves
+    RETIRED = "retired"  # served before; `previous` names the latest one
+    FAILED = "failed"  # its training run did not finish: never gated
 
 
 @dataclass(frozen=True)
@@ -67,3 +79,6 @@ class Registry(Protocol):
     def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None: ...
     def load_predictor(self, name: str, version: int) -> Predictor: ...
     def read_json(self, name: str, version: int, artifact: str) -> Any: ...
+    def write_json(self, name: str, version: int, artifact: str, payload: Any) -> None:
+        """Attach a JSON artifact to the version (its run), e.g. the gate's evidence."""
+        ...

@@ -70,6 +70,9 @@ def check_registry(make: Callable[[], Registry]) -> None:
     assert 0.0 <= predictions[0] < predictions[1] <= 1.0
 
     assert registry.read_json("check-model", 1, "contract.json") == {"columns": ["x", "c"]}
+    evidence = {"outcome": "promoted", "reasons": ["roc_auc 0.7 >= floor 0.6: passed"]}
+    registry.write_json("check-model", 1, "gate/decision-1.json", evidence)
+    assert registry.read_json("check-model", 1, "gate/decision-1.json") == evidence
     for missing in (
         lambda: registry.get_version("check-model", 99),
         lambda: registry.read_json("check-model", 1, "nope.json"),

@@ -83,6 +83,10 @@ class MemoryRegistry:
         self.get_version(name, version)
         return _PipelinePredictor(self._records[name][version - 1])
 
+    def write_json(self, name: str, version: int, artifact: str, payload: Any) -> None:
+        self.get_version(name, version)
+        self._records[name][version - 1].json_artifacts[artifact] = copy.deepcopy(payload)
+
     def read_json(self, name: str, version: int, artifact: str) -> Any:
         self.get_version(name, version)
         payloads = self._records[name][version - 1].json_artifacts

@@ -285,6 +285,16 @@ class MlflowRegistry:
         return self._json[key]
 
 
+    def write_json(self, name: str, version: int, artifact: str, payload: Any) -> None:
+        run_id = self.get_version(name, version).run_id
+        client = self._client
+        self._call(
+            f"model {name!r} version {version}: write {artifact}",
+            lambda: client.log_dict(run_id, payload, artifact),
+        )
+        self._json[(name, version, artifact)] = payload
+
+
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 500 else text[:497] + "..."
