@@ -150,3 +150,28 @@ def test_replay_rejects_a_holdout_winner_that_loses_recent_production(
     assert judged and all(w["candidate"] < w["champion"] for w in judged)
     assert any(reason.startswith("replay (10d") and reason.endswith("FAILED") for reason in decision.reasons)
     assert project.champion().version == 1
+
+
+def test_a_candidate_fitted_on_shuffled_labels_is_rejected(
+    make_project: Callable[..., Project], flights: pd.DataFrame, tmp_path: Any
+) -> None:
+    from modelloop.data import FileSource, ProjectSource
+
+    project = make_project()
+    project.train(as_of=AS_OF - timedelta(days=5))
+    champion_score = project.db.decisions(version=1)[0]["metrics"]["candidate"]
+    shuffled = flights.copy()
+    train_end = pd.Timestamp(AS_OF - timedelta(days=11))  # the next training's window ends here
+    early = shuffled["sched_dep"] <= train_end
+    shuffled.loc[early, "delayed"] = (
+        shuffled.loc[early, "delayed"].sample(frac=1.0, random_state=3).to_numpy()
+    )
+    shuffled.to_parquet(tmp_path / "shuffled.parquet", index=False)
+    data = project.config.data
+    project.source = ProjectSource(FileSource("shuffled.parquet", tmp_path, data.timestamp), data,
+                                   project.config.task)
+    _, decision = project.train(as_of=AS_OF)
+    assert decision is not None and decision.outcome == "rejected"
+    assert decision.candidate_score is not None and decision.candidate_score < 0.6 < champion_score
+    assert any("floor" in r and r.endswith("FAILED") for r in decision.reasons)
+    assert project.champion().version == 1 and _status(project, 2) == "rejected"

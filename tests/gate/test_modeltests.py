@@ -329,3 +329,15 @@ def test_modelloop_test_runs_the_example_projects_tests_from_the_command_line(tm
     assert "delivery (wall clock, all history): 1 promotion," in history.stdout
     assert isinstance(json.loads(run_cli("history", "--json", cwd=proj).stdout), list)
 
+
+
+def test_allow_none_lets_a_first_ci_run_pass_before_any_model_exists(tmp_path: Path) -> None:
+    from tests.integration.conftest import run_cli
+    from tests.integration.synthetic import make_frame, write_project
+
+    make_frame(days=10).to_parquet(tmp_path / "data.parquet", index=False)
+    write_project(tmp_path)
+    allowed = run_cli("test", "--allow-none", cwd=tmp_path, check=False)
+    assert allowed.returncode == 0 and "nothing to test" in allowed.stdout
+    refused = run_cli("test", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "no challenger and no champion" in refused.stderr

@@ -967,6 +967,13 @@ def model_test_cmd(
             "--version", min=1, help="model version (default: the challenger, else the champion)"
         ),
     ] = None,
+    allow_none: Annotated[
+        bool,
+        typer.Option(
+            "--allow-none",
+            help="no challenger or champion yet is not an error (a first CI run): exit 0, say so",
+        ),
+    ] = False,
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -979,6 +986,13 @@ def model_test_cmd(
     from modelloop.gate.modeltests import TESTS_DIR
 
     proj = _open(project, home)
+    if allow_none and version is None and _run(lambda: proj.challenger() or proj.champion()) is None:
+        message = f"{proj.name!r} has no challenger and no champion yet: nothing to test"
+        if json_out:
+            _dump({"version": None, "passed": True, "checks": [], "note": message})
+        else:
+            console.print(message, highlight=False)
+        return
     with console.status("running the model tests") if not json_out else contextlib.nullcontext():
         result = _run(lambda: proj.test_models(version))
     if json_out:
