@@ -547,18 +547,23 @@ def _delivery_line(d: dict[str, Any]) -> str:
     )
 
 
+HostOpt = Annotated[str, typer.Option(help="address to bind")]
+PortOpt = Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)]
+NoAuthOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-auth", help="allow a non-loopback address without MODELLOOP_TOKEN (anyone may write)"
+    ),
+]
+
+
 @app.command()
 def serve(
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8080,
-    no_auth: Annotated[
-        bool,
-        typer.Option(
-            "--no-auth", help="allow a non-loopback address without MODELLOOP_TOKEN (anyone may write)"
-        ),
-    ] = False,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    no_auth: NoAuthOpt = False,
 ) -> None:
     """Serve the champion over HTTP (MLflow's scoring protocol and the Open Inference Protocol),
     logging every prediction and following the registry's champion alias.
@@ -573,21 +578,16 @@ def serve(
 def up(
     project: ProjectOpt = Path("modelloop.yaml"),
     home: HomeOpt = None,
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8080,
-    no_auth: Annotated[
-        bool,
-        typer.Option(
-            "--no-auth", help="allow a non-loopback address without MODELLOOP_TOKEN (anyone may write)"
-        ),
-    ] = False,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    no_auth: NoAuthOpt = False,
 ) -> None:
     """Run the loop by itself: serve the champion (as `serve` does), run the project file's
     schedules, retrain on alerts and new data, retry failed runs, and take
     POST /pipelines/{train|monitor|score}. Every run is in `modelloop runs`.
 
-    SIGTERM or Ctrl-C stops scheduling, gives a running pipeline 20 s to finish (else records it
-    interrupted), moves the write-ahead log to Parquet and exits 0.
+    SIGTERM or Ctrl-C stops scheduling, lets a running pipeline finish for up to 20 s and
+    records it as interrupted if it has not, moves the write-ahead log to Parquet and exits 0.
     """
     _serve(project, home, host, port, no_auth, up=True)
 

@@ -11,13 +11,13 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelloop.config import ProjectConfig, load_config
-from modelloop.errors import ModelloopError, UsageError
+from modelloop.errors import UsageError
+from modelloop.files import write_atomically
 from modelloop.orchestration.ledger import SKIPPED_EXIT_CODE
 from modelloop.timeutil import cron_fields
 
@@ -187,21 +187,8 @@ def export_airflow(
     except OSError as exc:
         raise UsageError(f"--out: cannot create the folder {out_dir}: {exc.strerror or exc}") from None
     path = out_dir / dag_file_name(config)
-    try:
-        # Not a .py name: Airflow's DAG processor reads every .py file in the folder.
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=out_dir)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from Airflow's user
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ModelloopError(f"{path}: cannot write the DAG file: {exc}") from None
+    # The temporary file's name ends in .tmp: Airflow's DAG processor reads every .py file.
+    write_atomically(path, text, what="the DAG file")
     return path
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import yaml
 
 from modelloop.config import DERIVED_ID
 from modelloop.errors import ModelloopError
+from modelloop.files import write_atomically
 from modelloop.scaffold.proposal import Proposal, source_text
 from modelloop.timeutil import format_duration
 
@@ -56,20 +55,7 @@ def write(proposal: Proposal, directory: Path, force: bool = False) -> Path:
         raise ModelloopError(f"{path} is a folder; the project file needs that name")
     proposal = dataclasses.replace(proposal, source=source_text(proposal.path, directory))
     text = render(proposal)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".modelloop.yaml.", dir=directory)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ModelloopError(f"{path}: cannot write the project file: {exc}") from None
+    write_atomically(path, text, what="the project file")
     return path
 
 

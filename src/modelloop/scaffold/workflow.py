@@ -10,10 +10,8 @@ on its line (`_comment`).
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import shlex
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +19,7 @@ import yaml
 
 from modelloop.config import DataConfig, ProjectConfig
 from modelloop.errors import ModelloopError
+from modelloop.files import write_atomically
 from modelloop.timeutil import cron_fields
 
 #: Where GitHub looks for workflows, relative to the repository's root (assumed: the project folder).
@@ -65,20 +64,7 @@ def write_workflow(
     if path.is_dir():
         raise ModelloopError(f"{path} is a folder; the workflow needs that name")
     text = render_workflow(project_dir, project_file_name, config=config)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".modelloop.yml.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ModelloopError(f"{path}: cannot write the workflow: {exc}") from None
+    write_atomically(path, text, what="the workflow")
     return path
 
 
