@@ -185,7 +185,7 @@ def test_from_a_real_project_trained_gated_and_rolled_back(
     out = delivery_metrics(project.db, now=datetime.now(UTC))
 
     assert out["promotions"] == 2 and out["lead_times_measured"] == 2
-    assert 0 < out["lead_time_hours_median"] < 1  # trained and promoted within the test
+    assert 0 <= out["lead_time_hours_median"] < 1  # trained and promoted within the test (may round to 0)
     assert out["promotions_rolled_back"] == 1 and out["change_failure_rate"] == 0.5
     assert out["time_to_restore_hours_median"] is not None
     assert out["deployment_frequency_per_week"] == 2.0  # less than a week of history counts as one
