@@ -32,7 +32,9 @@ def test_two_gates_at_once_leave_one_champion_named_by_the_alias(tmp_path: Path)
 
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / '.modelloop' / 'mlflow.db'}")
+    # Both URIs: another test in this process may have left MLflow's global registry URI set.
+    uri = f"sqlite:///{tmp_path / '.modelloop' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions("name='synthetic-loop'")
     champions = [int(v.version) for v in versions if v.tags.get("modelloop.status") == "champion"]
     alias = int(client.get_model_version_by_alias("synthetic-loop", "champion").version)

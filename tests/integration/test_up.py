@@ -181,14 +181,19 @@ def test_a_training_killed_mid_run_is_failed_on_restart_and_retried_once(project
     gated = [e for e in cli_json("history", cwd=project) if e["action"] in ("promoted", "rejected")]
     killed = {v["version"] for v in new if v["ledger_run"] == str(running["id"])}
     assert not killed & {e["version"] for e in gated}
-    assert len([v for v in new if v["ledger_run"] == str(retry["id"])]) == 1, (retry, new)
+    assert len([v for v in new if v["ledger_run"] == str(retry["id"])]) == 1, (
+        retry["produced"], new, sorted(versions_before)
+    )
+    assert versions_before  # the registry read is this project's: it holds the first training
 
 
 def _versions(project: Path) -> list[dict[str, Any]]:
     """Every registered version with its status and the ledger run that trained it (MLflow)."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / '.modelloop' / 'mlflow.db'}")
+    # Both URIs: another test in this process may have left MLflow's global registry URI set.
+    uri = f"sqlite:///{project / '.modelloop' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     found = client.search_model_versions("name='synthetic-loop'")
     return [
         {
