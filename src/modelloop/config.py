@@ -543,12 +543,17 @@ def load_config(path: str | Path) -> ProjectConfig:
             f"{path}: no project file here. Run `modelloop init` to write one, "
             "or pass --project PATH."
         )
+    return parse_config(read_yaml(path, "the project file"), str(path))
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content, or a ConfigError naming the file (and the line of a syntax
+    error) and `what` it is."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the project file: {exc}") from None
-    return parse_config(raw, str(path))
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None

@@ -308,6 +308,13 @@ def _print_decision(decision: dict[str, Any]) -> None:
         console.print(f"  - serving its refit, version {decision['serves']} (training.refit)")
 
 
+def _show_decision(decision: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        _dump(decision)
+    else:
+        _print_decision(decision)
+
+
 ByOpt = Annotated[
     str | None, typer.Option("--by", help="who (default: $MODELLOOP_USER, else your login)")
 ]
@@ -345,10 +352,7 @@ def gate(
         decision = _run(lambda: proj.gate(version, force=forced)).to_dict()
     else:
         decision = _run(lambda: proj.gate(version)).to_dict()
-    if json_out:
-        _dump(decision)
-    else:
-        _print_decision(decision)
+    _show_decision(decision, json_out)
 
 
 @app.command()
@@ -364,10 +368,7 @@ def approve(
     is still the one the gate compared it with."""
     proj = _open(project, home)
     decision = _run(lambda: proj.approve(version, reason=reason, by=by)).to_dict()
-    if json_out:
-        _dump(decision)
-    else:
-        _print_decision(decision)
+    _show_decision(decision, json_out)
 
 
 @app.command()
@@ -382,10 +383,7 @@ def reject(
     """Reject VERSION (pending approval or not yet gated): it is tagged rejected and never serves."""
     proj = _open(project, home)
     decision = _run(lambda: proj.reject(version, reason=reason, by=by)).to_dict()
-    if json_out:
-        _dump(decision)
-    else:
-        _print_decision(decision)
+    _show_decision(decision, json_out)
 
 
 @app.command("rollback")

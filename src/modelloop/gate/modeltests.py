@@ -29,9 +29,9 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from modelloop.config import read_yaml
 from modelloop.data import Contract, DataSource, drop_unlabelled
 from modelloop.errors import ConfigError, DataError, ModelloopError, shown
 from modelloop.gate.validity import Check
@@ -243,14 +243,7 @@ def load_model_tests(project_dir: Path) -> list[ModelTest]:
 
 
 def _parse_file(path: Path) -> ModelTestFile:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the model test file: {exc}") from None
+    raw = read_yaml(path, "the model test file")
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path}: expected a mapping with `tests:` (a list of golden, invariance and "
