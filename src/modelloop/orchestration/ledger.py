@@ -9,6 +9,7 @@ this machine that is gone) the run is marked `failed`, and the next taker says s
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -194,7 +195,7 @@ class Ledger:
                 dedup_key=request.key,
             )
         except DuplicateRun as exc:
-            first = exc.run.get("id")
+            first, holder = exc.run.get("id"), exc.run.get("holder")
             skipped = self.db.start_run(
                 pipeline,
                 as_of=as_of,
@@ -202,68 +203,79 @@ class Ledger:
                 origin=str(request.origin),
                 params=record_params,
                 holder=self.holder,
-                status=RunStatus.SKIPPED,
             )
-            self.db.finish_run(
+            raise self._skip(
                 skipped,
-                status=RunStatus.SKIPPED,
+                f"{pipeline} for {request.key} was already started by run {first}",
+                error=f"already run for {request.key} by run {first} ({holder})",
                 detail={"same_as": first, "key": request.key},
-                error=f"already run for {request.key} by run {first} ({exc.run.get('holder')})",
-            )
-            raise Skipped(
-                f"{pipeline} for {request.key} was already started by run {first}; "
-                "this attempt is recorded as skipped",
-                run_id=skipped,
-                holder={"run_id": first, "holder": exc.run.get("holder")},
+                holder={"run_id": first, "holder": holder},
             ) from None
         held = self._acquire(pipeline, run_id)
         if held is not None:
             where = f"run {held.get('run_id')} ({held['holder']})"
-            message = f"{pipeline} is already running: {where}; this attempt is recorded as skipped"
-            self.db.finish_run(
+            raise self._skip(
                 run_id,
-                status=RunStatus.SKIPPED,
-                detail={"held_by": held.get("run_id"), "holder": held["holder"]},
+                f"{pipeline} is already running: {where}",
                 error=f"{pipeline} was running: {where}",
+                detail={"held_by": held.get("run_id"), "holder": held["holder"]},
+                holder=held,
             )
-            raise Skipped(message, run_id=run_id, holder=held)
         record = RunRecord(id=run_id, pipeline=pipeline)
         with self._active_lock:
             self._active[run_id] = pipeline
-        stop = threading.Event()
-        lost = threading.Event()
+        try:
+            with self._renewed(pipeline, run_id):
+                try:
+                    yield record
+                except (Interrupted, KeyboardInterrupt) as exc:
+                    why = f"interrupted: {exc or 'the process stopped'}"
+                    self._close(record, RunStatus.INTERRUPTED, why)
+                    raise
+                except BaseException as exc:
+                    error = str(exc) if isinstance(exc, ModelloopError) else repr(exc)
+                    self._close(record, RunStatus.FAILED, error, getattr(exc, "report", None))
+                    raise
+                else:
+                    self._close(record, RunStatus.SUCCEEDED, None)
+        finally:
+            with self._active_lock:
+                self._active.pop(run_id, None)
+
+    def _skip(
+        self,
+        run_id: int,
+        why: str,
+        *,
+        error: str,
+        detail: Mapping[str, Any],
+        holder: Mapping[str, Any],
+    ) -> Skipped:
+        """Close run `run_id` as skipped; the exception to raise for it."""
+        self.db.finish_run(run_id, status=RunStatus.SKIPPED, detail=detail, error=error)
+        return Skipped(f"{why}; this attempt is recorded as skipped", run_id=run_id, holder=holder)
+
+    @contextmanager
+    def _renewed(self, lease: str, run_id: int) -> Iterator[None]:
+        """Renew the lease `lease` (taken) every ttl/3 while the body runs, then give it up."""
+        stop, lost = threading.Event(), threading.Event()
         beat = threading.Thread(
-            target=self._renew,
-            args=(pipeline, run_id, stop, lost),
-            name=f"modelloop-lease-{pipeline}",
+            target=self._renew, args=(lease, run_id, stop, lost), name=f"modelloop-lease-{lease}",
             daemon=True,
         )
         beat.start()
         try:
-            yield record
-        except (Interrupted, KeyboardInterrupt) as exc:
-            self._close(record, RunStatus.INTERRUPTED, f"interrupted: {exc or 'the process stopped'}")
-            raise
-        except BaseException as exc:
-            error = str(exc) if isinstance(exc, ModelloopError) else repr(exc)
-            self._close(record, RunStatus.FAILED, error, getattr(exc, "report", None))
-            raise
-        else:
-            self._close(record, RunStatus.SUCCEEDED, None)
+            yield
         finally:
-            with self._active_lock:
-                self._active.pop(run_id, None)
             stop.set()
             beat.join(timeout=5)
-            self.db.release_lease(pipeline, holder=self.holder, run_id=run_id)
+            self.db.release_lease(lease, holder=self.holder, run_id=run_id)
             if lost.is_set():
-                import logging
-
                 logging.getLogger("modelloop.orchestration").error(
-                    "run %s lost its %s lease while running (the database was unreachable "
-                    "for longer than leases.ttl); another process may have run it too",
+                    "%s (run %s) lost its lease while it ran (the database was unreachable for "
+                    "longer than leases.ttl); another process may have run it too",
+                    lease,
                     run_id,
-                    pipeline,
                 )
 
     @contextmanager
@@ -284,15 +296,8 @@ class Ledger:
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
-        stop, lost = threading.Event(), threading.Event()
-        beat = threading.Thread(target=self._renew, args=(lock, 0, stop, lost), daemon=True)
-        beat.start()
-        try:
+        with self._renewed(lock, 0):
             yield
-        finally:
-            stop.set()
-            beat.join(timeout=5)
-            self.db.release_lease(lock, holder=self.holder, run_id=0)
 
     def _close(
         self,

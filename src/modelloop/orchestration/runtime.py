@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,9 +121,9 @@ class Runtime:
             self._scheduler.shutdown(wait=False)
         for q in self._queues.values():
             q.put(None)
-        deadline = datetime.now(UTC).timestamp() + grace
+        deadline = time.monotonic() + grace
         for worker in self._workers:
-            worker.join(timeout=max(0.0, deadline - datetime.now(UTC).timestamp()))
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
         left = self._ledger.interrupt_active("modelloop up was stopped before the run finished")
         if left:
             logger.warning("stopped with run(s) %s unfinished: recorded as interrupted", left)
