@@ -81,7 +81,8 @@ def test_one_fire_time_is_one_run_across_processes(db: MetadataDB, runtimes: lis
     made = []
     for _ in range(2):  # two `modelloop up` on one project: each has its own ledger holder
         ledger = Ledger(db, ttl=30)
-        ledger.holder += f"-{len(made)}"
+        # As if on two machines: a holder on this host with another token reads as a dead process.
+        ledger.holder = f"machine-{len(made)}:1:test"
         runtime = Runtime(config, run=_runner(ledger, ran.append), ledger=ledger, db=db)
         runtime.start()
         made.append(runtime)
