@@ -1,0 +1,301 @@
+"""The reports' charts, drawn server-side as inline SVG: a line over time and reference-vs-current
+bars per bin.
+
+Python decides where every point, bar and tick goes (the named tuples here: cheaper to
+define than dataclasses, and reports are raced against the clock); the markup is the
+`line_chart` and `bar_chart` macros of `templates/charts.svg.j2`, escaped like the rest of the
+page. `svg_line_chart` and `svg_bar_chart` return one chart on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from modelloop.reports.environment import environment, finite
+
+MEASURED_COLOUR = "#1c7ed6"
+ESTIMATED_COLOUR = "#7048e8"
+FLOOR_COLOUR = "#c92a2a"
+REFERENCE_COLOUR = "#9aa5b1"
+CURRENT_COLOUR = "#e8590c"
+
+
+class Tick(NamedTuple):
+    #: Pixel position along its axis.
+    at: float
+    label: str
+
+
+class Marker(NamedTuple):
+    x: float
+    y: float
+    #: Shown on hover: the x label and the value.
+    tip: str
+
+
+class Series(NamedTuple):
+    name: str
+    colour: str
+    #: Points attributes of the polylines, one per unbroken run: a missing value is a gap.
+    lines: list[str]
+    markers: list[Marker]
+    #: Estimated values are dashed with hollow markers, so they never pass for measured ones.
+    estimated: bool = False
+
+
+class LineChart(NamedTuple):
+    title: str
+    width: int
+    height: int
+    left: float
+    right: float
+    top: float
+    bottom: float
+    y_ticks: list[Tick]
+    x_ticks: list[Tick]
+    series: list[Series]
+    floor: Tick | None = None
+    empty: bool = False
+
+
+class Bar(NamedTuple):
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    tip: str
+
+
+class BinLabel(NamedTuple):
+    x: float
+    y: float
+    text: str
+
+
+class BarChart(NamedTuple):
+    title: str
+    width: int
+    height: int
+    left: float
+    right: float
+    top: float
+    bottom: float
+    bars: list[Bar]
+    #: A small chart (a table cell) has no axis, legend or bin labels; its bars carry tips.
+    small: bool = False
+    y_ticks: tuple[Tick, ...] = ()
+    labels: tuple[BinLabel, ...] = ()
+
+
+def line_chart(
+    points: Sequence[tuple[str, float | None]],
+    *,
+    title: str,
+    floor: float | None = None,
+    floor_label: str = "floor",
+    estimated: Sequence[float | None] | None = None,
+    width: int = 720,
+    height: int = 240,
+) -> LineChart:
+    """Where a line chart's parts go; a None value leaves a gap instead of a misleading line.
+
+    Args:
+        points: (x label, measured value) pairs in order, e.g. one per week.
+        title: Shown above the chart and as the SVG's accessible title.
+        floor: Drawn as a dashed line, e.g. the metric floor that triggers retraining.
+        floor_label: What the line is called: "ceiling" for an error metric.
+        estimated: A second series aligned with `points` (e.g. CBPE estimates), drawn dashed.
+    """
+    left, right, top, bottom = 56.0, float(width - 28), 28.0, float(height - 44)
+    if estimated:
+        top = 40.0  # room for the legend
+    plot_w, plot_h = max(right - left, 1.0), max(bottom - top, 1.0)
+    measured = [finite(value) for _, value in points]
+    guessed = [finite(value) for value in (estimated or [])][: len(points)]
+    floor_value = finite(floor)
+    known = [v for v in [*measured, *guessed] if v is not None]
+    low, high, ticks, decimals = _axis(known + ([floor_value] if floor_value is not None else []))
+
+    def x_of(i: int) -> float:
+        return left + plot_w / 2 if len(points) <= 1 else left + plot_w * i / (len(points) - 1)
+
+    def y_of(v: float) -> float:
+        return top + plot_h * (1 - (v - low) / (high - low))
+
+    def series(name: str, values: list[float | None], colour: str, is_estimate: bool) -> Series:
+        lines = [
+            " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in run)
+            for run in _runs(values)
+            if len(run) > 1
+        ]
+        markers = [
+            Marker(x_of(i), y_of(v), f"{points[i][0]}: {v:.4g}{' (estimated)' if is_estimate else ''}")
+            for i, v in enumerate(values)
+            if v is not None
+        ]
+        return Series(name, colour, lines, markers, is_estimate)
+
+    drawn = [series("measured", measured, MEASURED_COLOUR, False)]
+    if any(v is not None for v in guessed):
+        drawn.append(series("estimated (CBPE)", guessed, ESTIMATED_COLOUR, True))
+    step = max(1, math.ceil(len(points) / 12))
+    x_ticks = [
+        Tick(x_of(i), str(label))
+        for i, (label, _) in enumerate(points)
+        if i % step == 0 or i == len(points) - 1
+    ]
+    return LineChart(
+        title=title,
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        y_ticks=[Tick(y_of(t), f"{t:.{decimals}f}") for t in ticks],
+        x_ticks=x_ticks,
+        series=drawn,
+        floor=None
+        if floor_value is None
+        else Tick(y_of(floor_value), f"{floor_label} {floor_value:.{decimals + 1}f}"),
+        empty=not known,
+    )
+
+
+def bar_chart(
+    labels: Sequence[str],
+    reference: Sequence[float | None],
+    current: Sequence[float | None],
+    *,
+    title: str,
+    small: bool = False,
+) -> BarChart:
+    """Grouped bars of reference vs current share per bin: where the mass moved, at a glance."""
+    n = min(len(labels), len(reference), len(current))
+    ref = [max(finite(v) or 0.0, 0.0) for v in reference[:n]]
+    cur = [max(finite(v) or 0.0, 0.0) for v in current[:n]]
+    high = max([*ref, *cur, 0.0]) or 1.0
+    high = min(1.0, math.ceil(high * 10) / 10) if high > 0.1 else math.ceil(high * 100) / 100
+    # Many bins (a categorical feature with 50 values) narrow the bars rather than widen the
+    # chart past a table cell or a screen; the bin labels then thin out so they do not overlap.
+    if small:
+        group, left, top, height = min(12.0, max(3.0, 150 / max(n, 1))), 1.0, 2.0, 36
+        width = max(60, int(left * 2 + group * max(n, 1)))
+        bottom = float(height - 2)
+    else:
+        group, left, top, height = min(44.0, max(12.0, 880 / max(n, 1))), 64.0, 40.0, 300
+        width = max(360, int(left + 16 + group * max(n, 1)))
+        bottom = float(height - 90)
+    label_every = math.ceil(22 / group)  # rotated 11px labels need ~22px between them
+    plot_h = bottom - top
+    bar = (group - (min(2.0, group / 4) if small else min(8.0, group / 4))) / 2
+    bars: list[Bar] = []
+    bin_labels: list[BinLabel] = []
+    for i in range(n):
+        x0 = left + group * i + (1 if small else 4)
+        for j, (value, colour, name) in enumerate(
+            ((ref[i], REFERENCE_COLOUR, "reference"), (cur[i], CURRENT_COLOUR, "current"))
+        ):
+            h = plot_h * min(value, high) / high
+            bars.append(Bar(x0 + j * bar, bottom - h, bar, h, colour, f"{labels[i]} {name}: {value:.1%}"))
+        if not small and i % label_every == 0:
+            bin_labels.append(BinLabel(x0 + bar, bottom + 12, _shorten(str(labels[i]))))
+    y_ticks = (
+        []
+        if small
+        else [
+            Tick(top + plot_h * (1 - fraction), f"{fraction * high:.{0 if high >= 0.1 else 1}%}")
+            for fraction in (0.0, 0.5, 1.0)
+        ]
+    )
+    return BarChart(
+        title=title,
+        width=width,
+        height=height,
+        left=left,
+        right=float(width - (1 if small else 16)),
+        top=top,
+        bottom=bottom,
+        bars=bars,
+        small=small,
+        y_ticks=tuple(y_ticks),
+        labels=tuple(bin_labels),
+    )
+
+
+def svg_line_chart(
+    points: Sequence[tuple[str, float | None]],
+    *,
+    title: str,
+    floor: float | None = None,
+    floor_label: str = "floor",
+    estimated: Sequence[float | None] | None = None,
+    width: int = 720,
+    height: int = 240,
+) -> str:
+    """One line chart as an inline `<svg>` element (see `line_chart` for the arguments)."""
+    chart = line_chart(
+        points,
+        title=title,
+        floor=floor,
+        floor_label=floor_label,
+        estimated=estimated,
+        width=width,
+        height=height,
+    )
+    return str(environment().get_template("charts.svg.j2").module.line_chart(chart)).strip()  # type: ignore[attr-defined]
+
+
+def svg_bar_chart(
+    labels: Sequence[str],
+    reference: Sequence[float | None],
+    current: Sequence[float | None],
+    *,
+    title: str,
+    small: bool = False,
+) -> str:
+    """One reference-vs-current bar chart as an inline `<svg>` element."""
+    chart = bar_chart(labels, reference, current, title=title, small=small)
+    return str(environment().get_template("charts.svg.j2").module.bar_chart(chart)).strip()  # type: ignore[attr-defined]
+
+
+def _axis(values: Sequence[float]) -> tuple[float, float, list[float], int]:
+    """A y range padded to round ticks, so the eye can read values off the chart."""
+    if not values:
+        return 0.0, 1.0, [0.0, 0.25, 0.5, 0.75, 1.0], 2
+    low, high = min(values), max(values)
+    if low == high:
+        pad = abs(low) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    raw = (high - low) / 4
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    low = math.floor(low / step) * step
+    high = math.ceil(high / step) * step
+    count = round((high - low) / step)
+    ticks = [low + k * step for k in range(count + 1)]
+    decimals = max(0, -math.floor(math.log10(step)))
+    return low, high, ticks, decimals
+
+
+def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
+    """The unbroken runs of known values, with their positions."""
+    runs: list[list[tuple[int, float]]] = []
+    current: list[tuple[int, float]] = []
+    for i, value in enumerate(values):
+        if value is None:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append((i, value))
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _shorten(label: str, limit: int = 18) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
