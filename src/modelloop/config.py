@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    SecretStr,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -54,11 +55,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "rmse": ("regression", "minimize"),
     "mae": ("regression", "minimize"),
     "r2": ("regression", "maximize"),
+    "calibration_error": ("classification", "minimize"),
+    "mape": ("regression", "minimize"),
 }
 
 
 #: Metrics whose values lie between 0 and 1 (r2 is at most 1), so a floor outside is a typo.
-_UNIT_METRICS = ("roc_auc", "average_precision", "accuracy", "f1", "brier")
+_UNIT_METRICS = ("roc_auc", "average_precision", "accuracy", "f1", "brier", "calibration_error")
 
 
 def _longer_than_zero(value: Duration) -> Duration:
@@ -227,6 +230,39 @@ class GateConfig(_Section):
     )
 
 
+DriftMethod = Literal["psi", "jensen_shannon", "wasserstein", "chi2"]
+ReferenceKind = Literal["training", "same_period_last_year", "rolling"]
+
+
+class FeatureMonitoring(_Section):
+    """How one feature's drift is judged (`monitoring.features.<name>`)."""
+
+    ignore: bool = Field(default=False, description="not measured, never an alert")
+    method: DriftMethod | None = Field(
+        default=None,
+        description="psi (default), jensen_shannon, wasserstein (numeric) or chi2 (categorical; "
+        "the threshold is a p-value)",
+    )
+    threshold: float | None = Field(default=None, gt=0, description="this feature's threshold")
+    reference: ReferenceKind | None = Field(default=None, description="this feature's reference")
+    counted: bool = Field(
+        default=True, description="false: an alert of its own, but not counted toward drift_share"
+    )
+
+
+class QualityLimits(_Section):
+    """When data quality on the traffic is an alert."""
+
+    missing_increase: float = Field(
+        default=0.1, gt=0, le=1, description="missing share above the reference's by more than this"
+    )
+    out_of_range: float = Field(
+        default=0.05, gt=0, le=1, description="share of values outside the training range"
+    )
+    unseen: float = Field(default=0.05, gt=0, le=1, description="share of categories never seen in training")
+    volume: bool = Field(default=True, description="rows per window against the reference's cadence")
+
+
 class MonitoringConfig(_Section):
     window: DataDuration = Duration(fixed=timedelta(days=7))
     _positive = field_validator("window")(_longer_than_zero)
@@ -246,8 +282,40 @@ class MonitoringConfig(_Section):
     seasonal: list[str] = Field(
         default_factory=list,
         description="features that follow the calendar (a month, a day of week): their drift "
-        "is reported but does not count toward an alert",
+        "is reported but does not count toward the dataset drift that retrains",
     )
+    features: dict[str, FeatureMonitoring] = Field(
+        default_factory=dict,
+        description="per-feature overrides, e.g. {month: {ignore: true}, temp: {method: "
+        "wasserstein, threshold: 0.2}}",
+    )
+    thresholds: Literal["fixed", "adaptive"] = Field(
+        default="fixed",
+        description="adaptive: each feature's threshold is the reference's own variability, "
+        "mean + adaptive_k standard deviations of its drift between windows of the training data",
+    )
+    adaptive_k: float = Field(default=3.0, gt=0, description="standard deviations (adaptive)")
+    reference: ReferenceKind = Field(
+        default="training",
+        description="what drift compares with: the training data's profile, the same window a "
+        "year earlier in the prediction log (same_period_last_year), or the log's previous "
+        "reference_window (rolling); without such rows the training profile is used and the "
+        "report says so",
+    )
+    reference_window: DataDuration | None = Field(
+        default=None, description="rolling: how much of the log before the window (default 4 windows)"
+    )
+    min_reference_rows: int = Field(
+        default=500,
+        ge=1,
+        description="fewer logged rows than this in a log reference: use the training profile",
+    )
+    segments: list[str] = Field(
+        default_factory=list,
+        description="columns whose values each get their own performance (e.g. [origin, carrier])",
+    )
+    max_segments: int = Field(default=20, ge=1, description="values per segment column, largest first")
+    quality: QualityLimits = Field(default_factory=lambda: QualityLimits())
 
 
 class RetrainingConfig(_Section):
@@ -414,6 +482,70 @@ class ScoringConfig(_Section):
     output: str | None = Field(default=None, description="where the scored rows go (CSV or Parquet)")
 
 
+class Webhook(_Section):
+    """A receiver told when an alert opens or resolves (`modelloop.orchestration.webhooks`)."""
+
+    url: str = Field(description="where events are POSTed: an http:// or https:// URL")
+    format: Literal["json", "slack"] = Field(
+        default="json",
+        description="json: the event with the alert; slack: {'text': ...} for an incoming webhook",
+    )
+    secret: SecretStr | None = Field(
+        default=None, description="signs each request (X-Modelloop-Signature, HMAC-SHA256)"
+    )
+    secret_env: str | None = Field(
+        default=None, description="the environment variable holding the secret, read when sending"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Webhook:
+        if self.secret is not None and self.secret_env is not None:
+            raise ValueError("give secret or secret_env, not both")
+        return self
+
+
+class AlertsConfig(_Section):
+    """Who hears of alerts: webhooks, delivered through an outbox so that a slow or dead receiver
+    never holds up a pipeline; a failed delivery is retried `max_attempts` times, waiting
+    `backoff`, then twice as long each time."""
+
+    webhooks: list[Webhook] = Field(default_factory=list)
+    max_attempts: int = Field(default=5, ge=1, le=50, description="tries per event before it is failed")
+    backoff: WallDuration = Field(
+        default=timedelta(seconds=30), description="the wait before the first retry (doubled after)"
+    )
+    timeout: WallDuration = Field(
+        default=timedelta(seconds=5), description="how long one request may take"
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _sane_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(minutes=1):
+            raise ValueError("must be longer than zero and at most 1m")
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _distinct_urls(cls, value: list[Webhook]) -> list[Webhook]:
+        seen: set[str] = set()
+        for hook in value:
+            if hook.url in seen:
+                raise ValueError(f"{hook.url!r} is listed twice; list each receiver once")
+            seen.add(hook.url)
+        return value
+
+
 class ProjectConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: Literal["classification", "regression"]
@@ -432,6 +564,7 @@ class ProjectConfig(_Section):
     )
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
     leases: LeasesConfig = Field(default_factory=LeasesConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("schedule_timezone")
     @classmethod
@@ -452,11 +585,34 @@ class ProjectConfig(_Section):
                 f"{_FIELD_MARK}evaluation.metric: {self.evaluation.metric!r} is a {metric_task} "
                 f"metric, but task is {self.task!r}"
             )
-        unknown = [c for c in self.monitoring.seasonal if c not in self.data.features.all]
-        if unknown:
+        features = self.data.features
+        for where, names in (("monitoring.seasonal", self.monitoring.seasonal),
+                             ("monitoring.features", list(self.monitoring.features))):
+            unknown = [c for c in names if c not in features.all]
+            if unknown:
+                raise ValueError(
+                    f"{_FIELD_MARK}{where}: {', '.join(map(repr, unknown))} "
+                    "is not a feature (list columns from data.features)"
+                )
+        for name, rule in self.monitoring.features.items():
+            kind = "numeric" if name in features.numeric else "categorical"
+            wrong = {"wasserstein": "numeric", "chi2": "categorical"}.get(rule.method or "")
+            if wrong and wrong != kind:
+                raise ValueError(
+                    f"{_FIELD_MARK}monitoring.features.{name}.method: {rule.method} measures "
+                    f"{wrong} features, and {name!r} is {kind}"
+                )
+            if rule.method == "chi2" and rule.threshold is not None and rule.threshold >= 1:
+                raise ValueError(
+                    f"{_FIELD_MARK}monitoring.features.{name}.threshold: chi2's threshold is a "
+                    f"p-value below 1 (e.g. 0.01), got {rule.threshold}"
+                )
+        not_columns = [c for c in self.monitoring.segments
+                       if c not in (*features.all, self.data.timestamp)]
+        if not_columns:
             raise ValueError(
-                f"{_FIELD_MARK}monitoring.seasonal: {', '.join(map(repr, unknown))} "
-                "is not a feature (list columns from data.features)"
+                f"{_FIELD_MARK}monitoring.segments: {', '.join(map(repr, not_columns))} is not a "
+                "feature (segments are columns of the prediction log)"
             )
         metric = self.evaluation.metric
         for where, bound in (("gate.floor", self.gate.floor),
@@ -470,7 +626,7 @@ class ProjectConfig(_Section):
                 )
             if metric == "r2" and bound > 1:
                 raise ValueError(f"{_FIELD_MARK}{where}: r2 is at most 1, so {bound} can never be met")
-            if metric in ("rmse", "mae", "log_loss") and bound < 0:
+            if metric in ("rmse", "mae", "log_loss", "mape", "calibration_error") and bound < 0:
                 raise ValueError(
                     f"{_FIELD_MARK}{where}: {metric} is never negative, so {bound} can never be met"
                 )

@@ -7,27 +7,13 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from modelloop.config import ProjectConfig, load_config
-from modelloop.data import (
-    Contract,
-    DataSource,
-    ProjectSource,
-    open_source,
-    prepare_labels,
-    read_label_file,
-    refit_windows,
-)
 from modelloop.errors import DataError, ModelloopError, UsageError
-from modelloop.gate import GateDecision, Rollback, approve, reject, rollback, run_gate
-from modelloop.gate.delivery import delivery_metrics
-from modelloop.gate.history import events, reconcile
-from modelloop.gate.modeltests import ModelTestRun, load_model_tests, run_version_tests
-from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring
+from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring, write_report
 from modelloop.monitoring.profiles import ProfileCache
 from modelloop.orchestration import (
     Ledger,
@@ -41,20 +27,28 @@ from modelloop.orchestration import (
     describe_run,
     judge_trigger,
 )
-from modelloop.orchestration.policy import monitoring_trigger, new_rows_since, record_manual
+from modelloop.orchestration.alerts import acknowledge, describe_alert
+from modelloop.orchestration.policy import new_rows_since, record_manual, retraining_reasons
+from modelloop.orchestration.webhooks import deliver_pending
 from modelloop.registry import STATUS_TAG, ModelVersion, Registry, VersionStatus
-from modelloop.serving.presence import running_servers
 from modelloop.store import LogStore, MetadataDB
 from modelloop.timeutil import to_naive
-from modelloop.training import TrainingResult, train
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelloop.data import Contract, DataSource
     from modelloop.engines import Progress, ScoreSummary
+    from modelloop.gate import GateDecision, Rollback
+    from modelloop.gate.modeltests import ModelTestRun
     from modelloop.serving.holder import ServedModel
+    from modelloop.training import TrainingResult
 
 DEFAULT_HOME = ".modelloop"
 #: On a registered version: the ledger run that trained it (so a dead run's candidate is found).
 LEDGER_RUN_TAG = "modelloop.ledger_run"
+#: How long `monitor` sends due alert webhooks after its run: a dead receiver costs at most this.
+WEBHOOK_FLUSH_SECONDS = 3.0
 
 
 def who() -> str:
@@ -116,8 +110,7 @@ class Project:
         self.db = db
         self.logs = logs
         self._shadow_logs = shadow_logs
-        raw = source or open_source(config.data.source, project_dir, config.data.timestamp)
-        self.source: DataSource = ProjectSource(raw, config.data, config.task)
+        self._given_source = source
         self.ledger = Ledger(
             db, ttl=config.leases.ttl.total_seconds(), on_failed=self._on_dead_run
         )
@@ -125,6 +118,16 @@ class Project:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @cached_property
+    def source(self) -> DataSource:
+        """The project's data, opened on first use: monitoring reads the log, never the source,
+        and need not pay for pandas."""
+        from modelloop.data import ProjectSource, open_source
+
+        data = self.config.data
+        raw = self._given_source or open_source(data.source, self.project_dir, data.timestamp)
+        return ProjectSource(raw, data, self.config.task)
 
     def open_shadow_logs(self) -> LogStore:
         """The shadow log (`shadow/<name>/`): the challenger's predictions on live traffic, kept
@@ -147,6 +150,8 @@ class Project:
 
     # -- state ------------------------------------------------------------------------------
     def contract(self) -> Contract | None:
+        from modelloop.data import Contract
+
         raw = self.db.get_state("contract")
         return Contract.from_dict(raw) if raw else None
 
@@ -195,6 +200,8 @@ class Project:
     ) -> tuple[TrainingResult, GateDecision | None]:
         """Train a candidate at `as_of` (default: the latest timestamp in the data), then gate it;
         recorded in the run ledger, one training at a time across processes."""
+        from modelloop.gate.modeltests import load_model_tests
+
         request = request or RunRequest()
         if gate:
             load_model_tests(self.project_dir)  # a malformed test file fails now, not in the gate
@@ -206,6 +213,8 @@ class Project:
     def _train(
         self, as_of: datetime, request: RunRequest, gate: bool, run: RunRecord
     ) -> tuple[TrainingResult, GateDecision | None]:
+        from modelloop.training import train
+
         contract = self.contract()
         if contract is not None and not self._contract_fits(contract):
             contract = None  # the project file's features changed: infer a contract anew
@@ -268,6 +277,10 @@ class Project:
     def gate(self, version: int, *, force: tuple[str, str] | None = None) -> GateDecision:
         """Gate `version` (one gate, approval or rollback at a time across processes).
         `force=(by, reason)` promotes it even if it fails, recorded as forced."""
+        from modelloop.gate import run_gate
+        from modelloop.gate.history import reconcile
+        from modelloop.gate.modeltests import load_model_tests
+
         found = self.registry.get_version(self.name, version)  # NotFound names the version
         if found.status == VersionStatus.FAILED:
             raise ModelloopError(
@@ -299,6 +312,9 @@ class Project:
 
     def approve(self, version: int, *, reason: str, by: str | None = None) -> GateDecision:
         """A person approves a version that passed the gate and waits (gate.approval: manual)."""
+        from modelloop.gate import approve
+        from modelloop.gate.history import reconcile
+
         contract = self.contract()
         if contract is None:
             raise ModelloopError("no data contract yet: run `modelloop train` first")
@@ -318,6 +334,8 @@ class Project:
 
     def reject(self, version: int, *, reason: str, by: str | None = None) -> GateDecision:
         """A person rejects a version waiting for approval (or not yet gated)."""
+        from modelloop.gate import reject
+
         with self.ledger.hold("promotion"):
             return reject(
                 self.config, version=version, by=by or who(), reason=reason,
@@ -327,12 +345,17 @@ class Project:
     def test_models(self, version: int | None = None) -> ModelTestRun:
         """The project's model tests (`tests/model/*.yaml`) against `version` (default: the
         challenger, else the champion)."""
+        from modelloop.gate.modeltests import run_version_tests
+
         return run_version_tests(self.registry, self.name, version, project_dir=self.project_dir,
                                  contract=self.contract(), source=self.source)
 
     def _refit(self, version: int) -> int:
         """`version` refit on its training window plus its holdout (training.refit), registered
         with `modelloop.refit_of`; the gate checks it again before it serves."""
+        from modelloop.data import refit_windows
+        from modelloop.training import train
+
         windows = refit_windows(self.registry.get_version(self.name, version).tags)
         contract = self.contract()
         result = train(
@@ -360,8 +383,10 @@ class Project:
         retrain: bool = True,
         request: RunRequest | None = None,
     ) -> MonitorOutcome:
-        """Check a window of the prediction log; a breach opens an alert (one per kind while it
-        lasts) and, past the cooldown, fires a retraining that trains a candidate and gates it."""
+        """Check a window of the prediction log; a breach opens an alert (one per kind and subject
+        while it lasts) and, past the cooldown, fires a retraining that trains a candidate and
+        gates it. Webhooks of the alerts it opened or resolved are sent for a few seconds after
+        the run is recorded; what a slow receiver does not take is retried later."""
         request = request or RunRequest()
         as_of = as_of or self.logs.latest_prediction_time()
         if as_of is None:
@@ -378,9 +403,12 @@ class Project:
                 profiles=self.profiles,
                 as_of=as_of,
                 reports_dir=self.reports_dir,
+                not_nullable=self._not_nullable(),
+                write=False,
             )
+            history = self.db.monitoring_history(limit=52)
             self.db.record_monitoring(result.to_dict(), as_of=as_of)
-            changes = apply_alerts(self.db, result)
+            changes = apply_alerts(self.db, result, self.config.alerts)
             outcome = MonitorOutcome(result=result, alerts=changes.ids)
             run.produced.update(
                 {
@@ -393,12 +421,54 @@ class Project:
                     "alerts_resolved": changes.resolved,
                 }
             )
-            kinds = monitoring_trigger(self.config, result)
-            if kinds:
-                reason = f"monitoring alert at {as_of.isoformat()}: " + "; ".join(map(str, result.breaches))
+            reasons = retraining_reasons(self.config, result)
+            if reasons:
+                kinds = [kind for kind, _why in reasons]
+                whys = "; ".join(why for _kind, why in reasons)
+                reason = f"monitoring alert at {as_of.isoformat()}: {whys}"
                 outcome.trigger = self._retrain(kinds, reason, as_of, retrain, outcome)
                 run.produced["trigger"] = outcome.trigger
+            # Written last, so the report says what the run led to: alerts, retraining, decision.
+            write_report(result, self.config, self.reports_dir, extra={
+                "alerts": {"opened": changes.opened, "still_open": changes.still_open,
+                           "resolved": changes.resolved},
+                "trigger": outcome.trigger,
+                "history": _history_points(history, result),
+            })
+            run.produced["report"] = str(result.report_html)
+        if self.config.alerts.webhooks:
+            deliver_pending(self.db, self.config.alerts, budget_seconds=WEBHOOK_FLUSH_SECONDS)
         return outcome
+
+    # -- alerts -----------------------------------------------------------------------------------
+    def alerts(
+        self,
+        *,
+        status: Sequence[str] | None = ("open", "acknowledged"),
+        kind: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Alerts newest first: by default those still standing (open or acknowledged); `status`
+        None for all."""
+        rows = self.db.alerts(kind, limit=limit, status=None if status is None else list(status))
+        return [describe_alert(row) for row in rows]
+
+    def ack_alert(self, alert_id: int, *, reason: str, by: str | None = None) -> dict[str, Any]:
+        """A person takes an open alert on: it stays unresolved but is not announced again."""
+        return describe_alert(acknowledge(self.db, alert_id, by=by or who(), reason=reason))
+
+    def deliver_alerts(self, budget_seconds: float = 30.0) -> dict[str, int]:
+        """Send the alert webhooks that are due now (`modelloop alerts deliver`)."""
+        return deliver_pending(self.db, self.config.alerts, budget_seconds=budget_seconds).to_dict()
+
+    def _not_nullable(self) -> list[str]:
+        """Features the data contract forbids to be missing; read from its stored form, as
+        `Contract.to_dict` writes it (the Contract class brings pandera and pandas along)."""
+        raw = self.db.get_state("contract") or {}
+        return [
+            str(rule["name"]) for rule in raw.get("columns", [])
+            if not rule.get("nullable", True) and rule.get("role") in ("numeric", "categorical")
+        ]
 
     def _retrain(
         self,
@@ -514,17 +584,23 @@ class Project:
 
     def store_labels(self, ids: Sequence[int | str], targets: Sequence[float | int]) -> int:
         """Store validated labels (the server's path); returns how many were stored."""
+        import pandas as pd
+
         data = self.config.data
         return self.logs.append_labels(pd.DataFrame({data.id_column: list(ids), data.target: list(targets)}))
 
     def ingest_labels(self, frame: pd.DataFrame) -> tuple[int, int]:
         """Store ground truth: (stored, skipped); see `modelloop.data.labels.prepare_labels`."""
+        from modelloop.data import prepare_labels
+
         kept, skipped = prepare_labels(frame, self.config.data, self.config.task)
         stored = self.logs.append_labels(kept) if len(kept) else 0
         return stored, skipped
 
     def ingest_labels_file(self, path: Path) -> tuple[int, int]:
         """Store ground truth from a CSV or Parquet file, naming the file in any error."""
+        from modelloop.data import read_label_file
+
         frame = read_label_file(path)
         try:
             return self.ingest_labels(frame)
@@ -533,6 +609,9 @@ class Project:
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        from modelloop.gate.delivery import delivery_metrics
+        from modelloop.serving.presence import running_servers
+
         def describe(version: ModelVersion | None) -> dict[str, Any] | None:
             if version is None:
                 return None
@@ -556,6 +635,7 @@ class Project:
             "last_decision": decisions[0] if decisions else None,
             "last_monitoring": self.db.last_monitoring(),
             "open_alerts": self.db.open_alerts(),
+            "alert_counts": self.db.alert_counts(),
             "servers": running_servers(self.home, self.name),
             "last_runs": self._last_runs(),
             "delivery": delivery_metrics(self.db, now=datetime.now(UTC)),
@@ -575,6 +655,9 @@ class Project:
                  evidence: dict[str, Any] | None = None) -> Rollback:
         """Make the previous champion (or version `to`) the champion again, with the reason kept
         (every server following the alias swaps within `serving.reload_interval`)."""
+        from modelloop.gate import rollback
+        from modelloop.gate.history import reconcile
+
         with self.ledger.hold("promotion"):
             reconcile(self.registry, self.db, self.name)
             return rollback(self.registry, self.db, self.name, reason=reason, by=by or who(), to=to,
@@ -583,6 +666,8 @@ class Project:
     def history(self, limit: int = 200) -> list[dict[str, Any]]:
         """Every gate decision, approval, rejection, rollback and move of the champion made
         outside modelloop, newest first (see `modelloop.gate.history.events`)."""
+        from modelloop.gate.history import events, reconcile
+
         with self.ledger.hold("promotion"):
             reconcile(self.registry, self.db, self.name)
         return events(self.db, limit)
@@ -642,6 +727,29 @@ class Project:
         path = self.reports_dir / name
         path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
         return path
+
+
+def _history_points(history: list[dict[str, Any]], result: MonitoringResult) -> list[dict[str, Any]]:
+    """Earlier monitoring runs and this one, one point per as-of (the latest run of it), oldest
+    first: what the report plots over time."""
+    points: dict[str, dict[str, Any]] = {}
+    for row in [*history, {"result": result.to_dict()}]:
+        found = row.get("result") or {}
+        if not isinstance(found, dict) or "as_of" not in found:
+            continue
+        metric = found.get("metric") or {}
+        estimated = metric.get("estimated") or {}
+        drift = found.get("drift") or {}
+        points[str(found["as_of"])] = {
+            "as_of": found["as_of"],
+            "metric": metric.get("value"),
+            "estimated": estimated.get("value"),
+            "n_labelled": found.get("n_labelled"),
+            "coverage": (found.get("coverage") or {}).get("share"),
+            "drifted": drift.get("drifted", []),
+            "report": found.get("report_html"),
+        }
+    return [points[key] for key in sorted(points) if key <= result.as_of.isoformat()]
 
 
 def open_project(

@@ -11,11 +11,9 @@ import calendar
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import MAXYEAR, MINYEAR, datetime, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TypeVar
-
-import pandas as pd
 
 from modelloop.errors import ModelloopError, UsageError
 
@@ -104,7 +102,7 @@ class Duration:
         return self._shift(t, -1)
 
     def _shift(self, t: _T, sign: int) -> _T:
-        if pd.isna(t):  # NaT is a datetime too; it stays NaT, as it does with a timedelta
+        if t != t:  # pandas' NaT (a datetime too, unequal to itself) stays NaT, as with a timedelta
             return t
         if not isinstance(t, datetime):
             raise TypeError(f"a Duration moves a datetime, got {type(t).__name__}")
@@ -265,6 +263,12 @@ def parse_as_of(text: str | None) -> datetime | None:
         return None
     problem = f"--as-of: expected a date or time such as 2013-06-30 or 2013-06-30T12:00, got {text!r}"
     try:
+        return to_naive(datetime.fromisoformat(text))
+    except ValueError:
+        pass  # not ISO 8601: pandas reads more ('June 30, 2013', '2013/06/30')
+    import pandas as pd
+
+    try:
         stamp = pd.Timestamp(text)
     except (ValueError, TypeError, OverflowError):
         raise UsageError(problem) from None
@@ -276,8 +280,13 @@ def parse_as_of(text: str | None) -> datetime | None:
 def to_naive(value: datetime) -> datetime:
     """Timestamps are compared naive: a tz-aware value is converted to UTC and its zone dropped."""
     if value.tzinfo is not None:
-        return pd.Timestamp(value).tz_convert("UTC").tz_localize(None).to_pydatetime()
+        return value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def parse_time(value: str | datetime) -> datetime:
+    """A time stored as ISO text (or already a datetime), naive as `to_naive` makes it."""
+    return to_naive(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
 # -- cron schedules ----------------------------------------------------------------------------

@@ -109,7 +109,12 @@ def test_drift_is_detected_and_retraining_promotes_a_better_candidate(
 ) -> None:
     drifted = story["drifted"]
     assert drifted["alert"] is True
-    assert set(drifted["breach_kinds"]) == {"drift", "performance"}
+    assert {"drift", "performance"} <= set(drifted["breach_kinds"]) <= {"drift", "performance", "quality"}
+    # Quality findings are what the drift made: values past the training range of the shifted
+    # features, and the segment "d" that appears with the drift.
+    quality = {b["subject"] for b in drifted["breaches"] if b["kind"] == "quality"}
+    assert quality <= {"out_of_range:x1", "out_of_range:x2", "unseen:seg"}, quality
+    assert drifted["quality"]["unseen_categories"]["seg"]["values"] == ["d"]
     assert {"x1", "x2"} <= set(drifted["drift"]["drifted"])
     assert "x3" not in drifted["drift"]["drifted"]
     assert drifted["metric"]["value"] < 0.75
@@ -142,7 +147,9 @@ def test_status_reports_champion_monitoring_and_alerts(story: dict[str, Any]) ->
     status = story["status"]
     assert status["champion"]["status"] == "champion"
     assert status["last_monitoring"]["result"]["alert"] is True
-    assert {a["kind"] for a in status["open_alerts"]} == {"drift", "performance"}
+    assert {"drift", "performance"} <= {a["kind"] for a in status["open_alerts"]}
+    assert {(a["kind"], a["subject"]) for a in status["open_alerts"] if a["kind"] == "drift"} >= {
+        ("drift", "x1"), ("drift", "x2")}
     assert status["last_decision"]["outcome"] == "rejected"
 
 

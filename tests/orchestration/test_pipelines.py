@@ -75,7 +75,7 @@ def test_a_candidate_whose_run_failed_is_tagged_failed_and_never_gated(
     def unreachable(*_: Any, **__: Any) -> Any:
         raise ModelloopError("the registry could not be read: connection refused")
 
-    monkeypatch.setattr("modelloop.project.run_gate", unreachable)
+    monkeypatch.setattr("modelloop.gate.run_gate", unreachable)
     with pytest.raises(ModelloopError, match="connection refused"):
         project.train(as_of=AS_OF)
     monkeypatch.undo()
@@ -99,7 +99,7 @@ def test_a_dead_training_runs_candidate_is_failed_when_the_ledger_finds_it(
     assert project.registry.get_version(project.name, 1).status == "failed"
 
 
-def test_monitoring_rerun_at_one_as_of_opens_one_alert_and_fires_one_retraining(
+def test_monitoring_rerun_at_one_as_of_opens_one_alert_per_subject_and_fires_one_retraining(
     make_project: Callable[..., Project], flights: pd.DataFrame
 ) -> None:
     project = make_project(config=_config({"drift_share": 0.3}, cooldown="1d"))
@@ -110,12 +110,15 @@ def test_monitoring_rerun_at_one_as_of_opens_one_alert_and_fires_one_retraining(
     serve_rows(project, recent.drop(columns=["delayed"]), "req-1")
 
     first = project.monitor(as_of=AS_OF)
-    assert "drift" in first.result.breach_kinds and len(first.alerts) == 1
+    pairs = {(b.kind, b.subject) for b in first.result.breaches}
+    assert "drift" in first.result.breach_kinds and len(first.alerts) == len(pairs)
+    [distance] = [a for a in project.alerts() if (a["kind"], a["subject"]) == ("drift", "distance")]
     assert first.trigger is not None and first.trigger["fired"] and first.trigger["version"] == 2
     again = project.monitor(as_of=AS_OF)
-    assert again.alerts == first.alerts  # the same alert, still open
+    assert again.alerts == first.alerts  # the same alerts, still open, none new
     assert again.trigger is not None and not again.trigger["fired"]
     assert "already fired" in again.trigger["skipped"]
-    assert len(project.db.open_alerts()) == 1
+    assert len(project.db.open_alerts()) == len(pairs)
+    assert project.alerts(kind="drift", status=None)[-1]["seen"] == 1 == distance["seen"]
     trained = [r for r in project.runs(pipeline="train") if r["origin"] == "trigger"]
     assert len(trained) == 1 and trained[0]["trigger"].startswith("monitoring alert at")

@@ -38,6 +38,9 @@ def _result(as_of: datetime, *, breaches: list[BreachKind] = (), rows: int = 500
         quality={},
         versions={},
         breaches=[Breach(kind, f"{kind}: numbers") for kind in breaches],
+        # What the pipeline could judge: performance with a metric, drift with rows.
+        judged=[(k, "") for k, can in ((BreachKind.PERFORMANCE, metric is not None),
+                                        (BreachKind.DRIFT, rows > 0)) if can],
     )
 
 
@@ -57,14 +60,16 @@ def test_a_persisting_breach_is_one_alert_and_a_rerun_changes_nothing(db: Metada
 def test_an_alert_closes_only_on_a_clean_run_at_the_same_or_a_later_as_of(db: MetadataDB) -> None:
     apply_alerts(db, _result(T0 + timedelta(days=14), breaches=[BreachKind.DRIFT, BreachKind.PERFORMANCE]))
     earlier = apply_alerts(db, _result(T0))  # a clean run of an earlier week
-    assert earlier.resolved == {} and len(_open(db)) == 2
+    assert earlier.resolved == [] and len(_open(db)) == 2
     no_labels = apply_alerts(db, _result(T0 + timedelta(days=21), metric=None))
     # Drift was judged clean; performance could not be judged without a metric: still open.
-    assert no_labels.resolved == {"drift": 1}
+    [drift] = no_labels.resolved
+    assert db.get_alert(drift)["kind"] == "drift"
     assert _open(db) == [("performance", (T0 + timedelta(days=14)).isoformat())]
     empty = apply_alerts(db, _result(T0 + timedelta(days=28), rows=0, metric=None))
-    assert empty.resolved == {} and len(_open(db)) == 1
-    assert apply_alerts(db, _result(T0 + timedelta(days=28))).resolved == {"performance": 1}
+    assert empty.resolved == [] and len(_open(db)) == 1
+    [performance] = apply_alerts(db, _result(T0 + timedelta(days=28))).resolved
+    assert db.get_alert(performance)["kind"] == "performance"
     assert _open(db) == []
 
 

@@ -217,3 +217,32 @@ def test_an_in_memory_database_is_shared_across_threads() -> None:
     thread.start()
     thread.join()
     assert seen == [1]
+
+
+def test_a_delivery_is_claimed_by_one_deliverer_at_a_time(db: MetadataDB) -> None:
+    alert = db.record_alert("drift", subject="temp", as_of=AS_OF, detail={})
+    delivery = db.enqueue_delivery(alert, event="alert.opened", url="http://h/x", payload="{}")
+    now = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
+    assert [d["id"] for d in db.due_deliveries(now)] == [delivery]
+    hold = now + timedelta(seconds=60)
+    assert db.claim_delivery(delivery, attempts=0, now=now, hold_until=hold)
+    assert not db.claim_delivery(delivery, attempts=0, now=now, hold_until=hold)  # taken
+    assert db.due_deliveries(now) == []  # held while it is being sent
+    db.finish_delivery(delivery, status="pending", attempts=1, next_attempt_at=now, error="HTTP 500")
+    assert not db.claim_delivery(delivery, attempts=0, now=now, hold_until=hold)  # stale read
+    assert db.claim_delivery(delivery, attempts=1, now=now, hold_until=hold)
+    db.finish_delivery(delivery, status="delivered", attempts=2)
+    [row] = db.deliveries(alert_id=alert)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("delivered", 2, None)
+
+
+def test_alert_counts_and_lists_by_status(db: MetadataDB) -> None:
+    temp = db.record_alert("drift", subject="temp", as_of=AS_OF, detail={})
+    db.record_alert("drift", subject="distance", as_of=AS_OF, detail={})
+    auc = db.record_alert("performance", subject="roc_auc", as_of=AS_OF, detail={})
+    assert db.ack_alert(temp, by="ana", reason="expected") and not db.ack_alert(temp, by="bo", reason="x")
+    assert db.resolve_alert(auc, as_of=AS_OF + timedelta(days=7))
+    assert not db.resolve_alert(auc, as_of=AS_OF + timedelta(days=8))  # closed already
+    assert db.alert_counts() == {"open": {"drift": 1}, "acknowledged": {"drift": 1}}
+    assert [a["id"] for a in db.alerts(status="resolved")] == [auc]
+    assert {a["subject"] for a in db.unresolved_alerts("drift")} == {"temp", "distance"}

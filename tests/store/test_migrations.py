@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from modelloop.store import MetadataDB
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _revision(path: Path) -> str:

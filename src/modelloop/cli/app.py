@@ -733,16 +733,36 @@ def monitor(
         f"{result.n_labelled:,} labelled, {result.metric} {metric}",
         highlight=False,
     )
-    if result.drift and result.drift.features:
-        table = Table(
-            "feature", "PSI", "drifted", title="drift: PSI against each serving version's reference"
+    if result.estimated and result.metric_value is None:
+        console.print(
+            f"{result.metric} estimated without labels (CBPE): {_fmt(result.estimated['value'])}",
+            highlight=False,
         )
-        for f in result.drift.features:
+    reference = result.reference
+    if reference.get("note"):
+        console.print(f"[yellow]reference[/]: {reference['note']}", highlight=False)
+    if result.drift and result.drift.features:
+        against = str(reference.get("kind", "training")).replace("_", " ")
+        table = Table("feature", "judged by", "threshold", "PSI", "JS", "W/σ", "drifted",
+                      title=f"drift against the {against} reference")
+        names = {"psi": "PSI", "jensen_shannon": "JS", "wasserstein": "W/σ", "chi2": "chi² p"}
+
+        def short(value: float | None) -> str:
+            return "—" if value is None else f"{value:.3g}"
+
+        shown = [*result.drift.features, *([result.drift.prediction] if result.drift.prediction else [])]
+        for f in shown:
             drifted = "[red]yes[/]" if f.drifted else "no"
-            if f.feature in result.seasonal:
-                drifted += " (seasonal: not counted)"
-            table.add_row(f.feature, f"{f.psi:.3f}", drifted)
+            if not f.counted and f.feature != "prediction":
+                drifted += " (not counted)"
+            table.add_row(
+                f.feature, f"{names.get(f.method, f.method)} {short(f.value)}",
+                f"{short(f.threshold)} {f.threshold_source}",
+                short(f.psi), short(f.jensen_shannon), short(f.wasserstein), drifted,
+            )
         console.print(table)
+        if result.drift.ignored:
+            console.print(f"ignored: {', '.join(result.drift.ignored)}", highlight=False)
     for breach in result.breaches:
         console.print(f"[bold red]alert[/] {breach}", highlight=False)
     if not result.breaches:
@@ -918,6 +938,127 @@ def status(
             f"  [red]{alert['kind']}[/] as of {alert['as_of']}: {alert['detail'].get('message')}",
             highlight=False,
         )
+
+
+alerts_app = typer.Typer(
+    help="Alerts monitoring raised (one per kind and subject), acknowledging them, and their webhooks."
+)
+app.add_typer(alerts_app, name="alerts")
+
+_ALERT_STATUSES = {
+    "open": ["open"],
+    "acknowledged": ["acknowledged"],
+    "resolved": ["resolved"],
+    "all": None,
+}
+
+
+@alerts_app.callback(invoke_without_command=True)
+def alerts_cmd(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help="open, acknowledged, resolved or all (default: open and acknowledged)"
+        ),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="only this kind: drift, performance, quality, volume, pipeline_failed"),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many alerts")] = 50,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The alerts, newest first: by default those still standing (open or acknowledged). An
+    alert resolves when a monitoring run at the same or a later as-of judges its kind and
+    subject clean."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if status is not None and status not in _ALERT_STATUSES:
+        errors.print(
+            f"[bold red]error:[/] --status: expected one of {', '.join(_ALERT_STATUSES)}, got {status!r}"
+        )
+        raise typer.Exit(2)
+    proj = _open(project, home)
+    statuses = ["open", "acknowledged"] if status is None else _ALERT_STATUSES[status]
+    found = _run(lambda: proj.alerts(status=statuses, kind=kind, limit=limit))
+    if json_out:
+        _dump(found)
+        return
+    if not found:
+        console.print("no alerts" if status == "all" else f"no {status or 'open'} alerts")
+        return
+    colours = {"open": "red", "acknowledged": "yellow", "resolved": "green"}
+    table = Table("id", "kind", "subject", "status", "raised as of", "last seen", "message",
+                  "acked by", title=f"{proj.name}: alerts")
+    for alert in found:
+        colour = colours.get(alert["status"], "white")
+        shown = alert["status"]
+        if alert["status"] == "resolved" and alert["resolved_as_of"]:
+            shown += f" as of {str(alert['resolved_as_of'])[:10]}"
+        table.add_row(
+            str(alert["id"]),
+            alert["kind"],
+            alert["subject"] or "—",
+            f"[{colour}]{shown}[/]",
+            str(alert["as_of"])[:16].replace("T", " "),
+            str(alert["last_seen_as_of"])[:16].replace("T", " ")
+            + (f" ({alert['seen']}×)" if alert["seen"] > 1 else ""),
+            alert["message"] or "—",
+            alert["acked_by"] or "—",
+        )
+    console.print(table)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[
+        int, typer.Argument(metavar="ID", help="the alert (`modelloop alerts` lists them)", min=1)
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="why: kept with the alert")],
+    by: ByOpt = None,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Acknowledge an open alert: someone is on it. It stays unresolved until monitoring judges
+    it clean, and is not announced again."""
+    proj = _open(project, home)
+    alert = _run(lambda: proj.ack_alert(alert_id, reason=reason, by=by))
+    if json_out:
+        _dump(alert)
+        return
+    console.print(
+        f"alert {alert['id']} ({alert['kind']}{' ' + alert['subject'] if alert['subject'] else ''}) "
+        f"acknowledged by {alert['acked_by']}: {alert['ack_reason']}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@alerts_app.command("deliver")
+def alerts_deliver(
+    budget: Annotated[
+        float, typer.Option("--budget", min=0.1, help="seconds to spend at most")
+    ] = 30.0,
+    project: ProjectOpt = Path("modelloop.yaml"),
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send the alert webhooks that are due now (`modelloop up` does it by itself)."""
+    proj = _open(project, home)
+    report = _run(lambda: proj.deliver_alerts(budget_seconds=budget))
+    if json_out:
+        _dump(report)
+        return
+    console.print(
+        f"webhooks: {report['delivered']} delivered, {report['retrying']} to retry later, "
+        f"{report['failed']} failed for good, {report['left']} left for lack of time",
+        highlight=False,
+    )
 
 
 export_app = typer.Typer(

@@ -7,7 +7,6 @@ monitoring every week. Drift and weak weeks trigger retraining; the gate decides
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,12 +21,15 @@ from rich.table import Table
 from modelloop.examples.flights import write_example_project
 from modelloop.examples.server import BackgroundServer
 from modelloop.monitoring.breaches import Breach, BreachKind
-from modelloop.monitoring.report import svg_line_chart
 from modelloop.project import Project, open_project
+from modelloop.reports import render_demo
 from modelloop.serving import create_app
 
 START = datetime(2013, 3, 1)
 END = datetime(2014, 1, 1)
+#: One week the replay breaks on purpose, as an upstream change would: monitoring must say so.
+INCIDENT_WEEK = 20
+INCIDENT = "an upstream change sends distance in kilometres instead of miles"
 
 
 @dataclass
@@ -42,6 +44,9 @@ class Week:
     breaches: list[Breach]
     decisions: list[str] = field(default_factory=list)
     report: str | None = None
+    #: More than monitoring.drift_share of the features drifted (the condition that retrains).
+    drift_alarm: str | None = None
+    incident: str | None = None
 
 
 def _payload(rows: pd.DataFrame) -> bytes:
@@ -98,10 +103,14 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
             task = progress.add_task("replaying 2013", total=len(days))
             for i, day in enumerate(days):
                 rows = by_day.get(day)
+                incident = i // 7 + 1 == INCIDENT_WEEK
                 if rows is not None and len(rows):
+                    sent = rows[columns]
+                    if incident:
+                        sent = sent.assign(distance=sent["distance"] * 1.609344)
                     answer = client.post(
                         "/invocations",
-                        content=_payload(rows[columns]),
+                        content=_payload(sent),
                         headers={
                             "Content-Type": "application/json",
                             "X-Request-Id": f"demo-{day:%Y-%m-%d}",
@@ -133,6 +142,8 @@ def run_demo(directory: Path, *, console: Console, weeks: int | None = None) -> 
                     breaches=res.breaches,
                     decisions=pending,
                     report=str(res.report_html),
+                    drift_alarm=res.drift_alarm,
+                    incident=INCIDENT if incident else None,
                 )
                 pending = []
                 if outcome.trigger and not outcome.trigger["fired"]:
@@ -169,12 +180,15 @@ def render_table(console: Console, project: Project, history: list[Week]) -> Non
     )
     for w in history:
         n_features = len(project.config.data.features.all)
-        drift = f"{len(w.drifted)}/{n_features}"
-        if any(b.kind is BreachKind.DRIFT for b in w.breaches):
-            more = "…" if len(w.drifted) > 2 else ""
-            drift = f"[red]ALERT {drift}[/]: " + ", ".join(w.drifted[:2]) + more
+        more = "…" if len(w.drifted) > 2 else ""
+        named = (": " + ", ".join(w.drifted[:2]) + more) if w.drifted else ""
+        drift = f"{len(w.drifted)}/{n_features}{named}"
+        if w.drift_alarm:
+            drift = f"[red]ALERT {drift}[/]"
+        if w.incident:
+            drift += f" [yellow](incident: {w.incident})[/]"
         value = "—" if w.metric is None else f"{w.metric:.3f}"
-        if any(b.kind is BreachKind.PERFORMANCE for b in w.breaches):
+        if any(b.kind is BreachKind.PERFORMANCE and b.subject == metric for b in w.breaches):
             value = f"[red]{value} ALERT[/]"
         table.add_row(
             str(w.number),
@@ -196,36 +210,32 @@ def render_table(console: Console, project: Project, history: list[Week]) -> Non
 
 def write_summary(project: Project, history: list[Week]) -> Path:
     """One HTML page: the weekly metric as a chart, and every week's alerts and decisions."""
-    floor = project.config.monitoring.performance_floor
-    metric = project.config.evaluation.metric
-    chart = svg_line_chart(
-        [(f"{w.end - timedelta(days=1):%m-%d}", w.metric) for w in history],
-        title=f"weekly {metric} of the serving champion",
-        floor=floor,
-        floor_label="floor" if project.config.maximize else "ceiling",
-    )
-    rows = "".join(
-        f"<tr><td>{w.number}</td><td>{w.end - timedelta(days=1):%Y-%m-%d}</td><td>v{w.champion}</td>"
-        f"<td>{'—' if w.metric is None else f'{w.metric:.3f}'}</td><td>{w.n_labelled:,}</td>"
-        f"<td>{html.escape(', '.join(w.drifted))}</td><td>{html.escape('; '.join(map(str, w.breaches)))}</td>"
-        f"<td>{html.escape('; '.join(w.decisions))}</td>"
-        f'<td><a href="{html.escape(Path(w.report).name) if w.report else ""}">report</a></td></tr>'
-        for w in history
-    )
-    decisions = "".join(
-        f"<li><b>v{d['version']} {html.escape(d['outcome'])}</b> as of {html.escape(str(d['as_of']))}<ul>"
-        + "".join(f"<li>{html.escape(r)}</li>" for r in d["reasons"])
-        + "</ul></li>"
-        for d in reversed(project.db.decisions(limit=500))
-    )
-    title = html.escape(project.name)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}: demo</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}</style></head><body>
-<h1>{html.escape(project.name)}: a year in production (NYC flights 2013)</h1>{chart}
-<h2>Weeks</h2><table><tr><th>week</th><th>ending</th><th>champion</th><th>{html.escape(metric)}</th>
-<th>labelled</th><th>drifted features</th><th>alerts</th><th>decisions</th><th></th></tr>{rows}</table>
-<h2>Every gate decision, with its reasons</h2><ul>{decisions}</ul></body></html>"""
+    payload = {
+        "title": f"{project.name}: a year in production (NYC flights 2013)",
+        "model": project.name,
+        "metric": project.config.evaluation.metric,
+        "floor": project.config.monitoring.performance_floor,
+        "direction": project.config.evaluation.direction,
+        "weeks": [
+            {
+                "number": w.number,
+                "ending": f"{w.end - timedelta(days=1):%Y-%m-%d}",
+                "champion": w.champion,
+                "metric": w.metric,
+                "n_labelled": w.n_labelled,
+                "drifted": w.drifted,
+                # Drift is the column before: the rest (performance, quality, volume) here.
+                "breaches": [b.to_dict() for b in w.breaches if b.kind is not BreachKind.DRIFT],
+                "decisions": w.decisions,
+                "report": Path(w.report).name if w.report else None,
+                "drift_alarm": w.drift_alarm,
+                "incident": w.incident,
+            }
+            for w in history
+        ],
+        "decisions": list(reversed(project.db.decisions(limit=500))),
+    }
+    page = render_demo(payload)
     path = project.reports_dir / "demo-summary.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

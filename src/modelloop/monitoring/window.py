@@ -9,14 +9,14 @@ pandas (`modelloop.stats.count_frame`, `modelloop.stats.score`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from modelloop.stats import FeatureCounts
-from modelloop.stats.metrics import score_sql
-from modelloop.stats.sql import CountQueries, DistinctValues, count_queries, quote
+from modelloop.stats.metrics import estimate_sql, read_estimates, read_scores, scores_sql
+from modelloop.stats.sql import CountQueries, DistinctValues, as_text, count_queries, quote
 from modelloop.store.logs import LABEL_SEQ, MODEL_VERSION, PREDICTION, RECEIVED_AT, LogViews
 
 #: DuckDB's integer types: ids of two integer types join as numbers, anything else as text.
@@ -44,12 +44,18 @@ class WindowStats:
     #: The newest version's profile, and every row of the window counted against it (quality).
     latest_profile: Mapping[str, Any] | None = None
     quality: dict[str, FeatureCounts] = field(default_factory=dict)
-    #: Rows whose label had arrived by as-of (the label delay), and the metric's SQL row over
-    #: them (`modelloop.stats.metrics.score_from_row` reads it): the rows stay in DuckDB.
+    #: Rows whose label had arrived by as-of (the label delay): they stay in DuckDB.
     labelled: int = 0
-    metric_row: tuple[Any, ...] | None = None
     #: Rows with a stored label, counted only when none of them is old enough to count.
     arrived: int = 0
+    #: Rows old enough for their label to have arrived by as-of (`monitoring.label_delay`).
+    eligible: int = 0
+    #: Every metric of the task on the labelled rows (None where undefined).
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    #: Estimated from the predicted probabilities alone (CBPE), over every row of the window.
+    estimated: dict[str, float | None] = field(default_factory=dict)
+    #: Per segment value: column, value, rows, labelled, metrics (`monitoring.segments`).
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
 
 def measure_window(
@@ -61,6 +67,11 @@ def measure_window(
     target: str,
     labelled_until: datetime,
     metric: str,
+    metrics: Sequence[str] = (),
+    estimable: Sequence[str] = (),
+    segments: Sequence[str] = (),
+    max_segments: int = 20,
+    min_labelled: int = 1,
 ) -> WindowStats:
     """The statistics of the `predictions` view, and its labels received by now.
 
@@ -69,7 +80,12 @@ def measure_window(
         profiles: The reference profile of a model version.
         labelled_until: Only rows with a timestamp at or before this count as labelled: a label
             for a later row could not have arrived by as-of (`monitoring.label_delay`).
-        metric: The metric computed on the labelled rows.
+        metric: The primary metric computed on the labelled rows.
+        metrics: Every metric to compute on them (the task's).
+        estimable: Metrics to estimate without labels from the predicted probabilities (CBPE),
+            while fewer than `min_labelled` rows are labelled: once labels say, they are not
+            estimated.
+        segments: Columns whose values each get their own rows, labels and metrics.
     """
     connection = views.connection
     columns = views.columns(views.predictions)
@@ -88,8 +104,9 @@ def measure_window(
     served = [version for version, _count in groups if version is not None]
     if served:
         newest = max(served)
-        own = {version: profiles(version) for version in served}
-        stats.latest_profile = own[newest]
+        # The model's output is counted too, against its holdout predictions (prediction drift).
+        own = {version: with_prediction(profiles(version)) for version in served}
+        stats.latest_profile = profiles(newest)
         names = [
             str(name)
             for profile in own.values()
@@ -104,7 +121,7 @@ def measure_window(
         )
         if distinct.features:  # else no profiled feature was logged: nothing to count
             connection.execute(distinct.create(views.predictions))
-            stats.quality = _run(views, count_queries(stats.latest_profile, distinct, every_group=True))
+            stats.quality = _run(views, count_queries(own[newest], distinct, every_group=True))
         for version, count in groups:
             if version is None:
                 continue
@@ -113,8 +130,45 @@ def measure_window(
             else:
                 counted = _run(views, count_queries(own[version], distinct, version), bins_only=True)
             stats.versions.append(VersionCounts(version, count, own[version], counted))
-    _join_labels(views, columns, stats, id_column, timestamp, target, labelled_until, id_range, metric)
+    _join_labels(
+        views, columns, stats, id_column, timestamp, target, labelled_until, id_range,
+        metrics=list(dict.fromkeys([metric, *metrics])),
+        segments=[s for s in segments if s in columns],
+        max_segments=max_segments,
+    )
+    if estimable and stats.labelled < min_labelled:
+        relation = (
+            f"(SELECT CAST({PREDICTION} AS DOUBLE) AS p FROM {views.predictions} "
+            f"WHERE {PREDICTION} IS NOT NULL)"
+        )
+        row = connection.execute(estimate_sql(estimable, relation)).fetchone()
+        stats.estimated = read_estimates(estimable, row)
     return stats
+
+
+def count_period(views: LogViews, profile: Mapping[str, Any]) -> tuple[int, dict[str, FeatureCounts]]:
+    """The rows of the `predictions` view, counted against `profile` whichever version served
+    them: a reference taken from the log (the same period last year, an earlier window)."""
+    connection = views.connection
+    row = connection.execute(f"SELECT count(*) FROM {views.predictions}").fetchone()
+    rows = int(row[0]) if row else 0
+    if rows == 0:
+        return 0, {}
+    columns = views.columns(views.predictions)
+    names = tuple(str(name) for name in profile.get("features", {}) if name in columns)
+    if not names:
+        return rows, {}
+    distinct = DistinctValues(names, columns, table="_reference")
+    connection.execute(distinct.create(views.predictions))
+    return rows, _run(views, count_queries(profile, distinct), bins_only=True)
+
+
+def with_prediction(profile: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`profile` with the model's output among its features (as the log's prediction column),
+    when the profile holds the reference predictions."""
+    if "prediction" not in profile:
+        return profile
+    return {**profile, "features": {**profile.get("features", {}), PREDICTION: profile["prediction"]}}
 
 
 def _run(views: LogViews, queries: CountQueries, *, bins_only: bool = False) -> dict[str, FeatureCounts]:
@@ -137,9 +191,12 @@ def _join_labels(
     target: str,
     labelled_until: datetime,
     id_range: tuple[int, int] | None,
-    metric: str,
+    *,
+    metrics: Sequence[str],
+    segments: Sequence[str],
+    max_segments: int,
 ) -> None:
-    """Each row's newest label, joined on the id in DuckDB, and the metric on them there."""
+    """Each row's newest label, joined on the id in DuckDB, and the metrics on them there."""
     label_columns = views.columns(views.labels)
     ident = quote(id_column)
     left, right = columns.get(id_column, "VARCHAR"), label_columns.get(id_column, "VARCHAR")
@@ -161,19 +218,66 @@ def _join_labels(
         f"FROM {views.labels} {within}GROUP BY k) "
         # A missing prediction comes back as NaN, which the metric refuses by name.
         f"SELECT CAST(l.y AS DOUBLE) AS y, "
-        f"COALESCE(CAST(p.{PREDICTION} AS DOUBLE), CAST('NaN' AS DOUBLE)) AS p, p.{quote(timestamp)} AS t "
-        f"FROM {views.predictions} AS p JOIN latest AS l ON {key_p} = l.k"
+        f"COALESCE(CAST(p.{PREDICTION} AS DOUBLE), CAST('NaN' AS DOUBLE)) AS p, p.{quote(timestamp)} AS t"
+        + "".join(
+            f", {_segment_text('p.' + quote(column), columns[column])} AS s{i}"
+            for i, column in enumerate(segments)
+        )
+        + f" FROM {views.predictions} AS p JOIN latest AS l ON {key_p} = l.k"
     )
     cutoff = f"TIMESTAMP '{labelled_until.isoformat(sep=' ')}'"
     connection = views.connection
-    labelled = f"(SELECT y, p FROM ({joined}) WHERE t <= {cutoff})"
-    stats.metric_row = connection.execute(score_sql(metric, labelled)).fetchone()
-    stats.labelled = int(stats.metric_row[0]) if stats.metric_row else 0
+    row = connection.execute(
+        f"SELECT count(*) FROM {views.predictions} WHERE {quote(timestamp)} <= {cutoff}"
+    ).fetchone()
+    stats.eligible = int(row[0]) if row else 0
+    # The labelled rows stay in DuckDB, kept once for every metric and segment read from them.
+    connection.execute(
+        f"CREATE OR REPLACE TEMP TABLE _labelled AS SELECT * EXCLUDE (t) FROM ({joined}) WHERE t <= {cutoff}"
+    )
+    scored = connection.execute(scores_sql(metrics, "_labelled")).fetchall()
+    [(labelled, found)] = read_scores(metrics, scored)
+    stats.labelled, stats.metrics = int(labelled), found
+    for i, column in enumerate(segments):
+        _segments(views, stats, column, f"s{i}", columns[column], metrics, max_segments)
     if stats.labelled == 0:
         row = connection.execute(f"SELECT count(*) FROM ({joined})").fetchone()
         stats.arrived = int(row[0]) if row else 0
     else:
         stats.arrived = stats.labelled
+
+
+def _segments(
+    views: LogViews,
+    stats: WindowStats,
+    column: str,
+    key: str,
+    duckdb_type: str,
+    metrics: Sequence[str],
+    max_segments: int,
+) -> None:
+    """Rows, labelled rows and metrics per value of `column`, its largest values first."""
+    connection = views.connection
+    text = _segment_text(quote(column), duckdb_type)
+    sizes = connection.execute(
+        f"SELECT {text} AS v, count(*) AS n FROM {views.predictions} GROUP BY v "
+        f"ORDER BY n DESC, v LIMIT {int(max_segments)}"
+    ).fetchall()
+    scored: dict[Any, tuple[int, dict[str, float | None]]] = {}
+    if stats.labelled and metrics:
+        grouped = f"(SELECT {key} AS g, y, p FROM _labelled)"
+        rows = connection.execute(scores_sql(metrics, grouped, group="g")).fetchall()
+        for value, n, found in read_scores(metrics, rows, grouped=True):
+            scored[value] = (n, found)
+    for value, rows in sizes:
+        labelled, found = scored.get(value, (0, {}))
+        stats.segments.append(
+            {"column": column, "value": value, "rows": int(rows), "labelled": int(labelled), "metrics": found}
+        )
+
+
+def _segment_text(column: str, duckdb_type: str) -> str:
+    return f"COALESCE({as_text(column, duckdb_type)}, '(missing)')"
 
 
 def _base(duckdb_type: str) -> str:

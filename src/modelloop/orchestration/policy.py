@@ -1,8 +1,5 @@
-"""Policy: which alerts a monitoring run opens or closes, and when a retraining fires.
-
-Alerts: one open alert per kind at a time (a breach that persists is the same alert, not a new
-one each run); it closes only when a run at the same or a later as-of judges that kind clean
-with enough data. Re-running monitoring at the same as-of changes no alert.
+"""Policy: when a retraining fires. (Which alerts a monitoring run opens or resolves lives in
+`modelloop.orchestration.alerts`; its names are imported here too, for older imports.)
 
 Retraining: an alert (drift, performance) or new data fires a retraining unless one fired within
 `retraining.cooldown` of data time before (counted from the last fired trigger's as-of), so one
@@ -11,25 +8,20 @@ condition starts one retraining. A schedule and a person are not held back by th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import pandas as pd
-
 from modelloop.config import ProjectConfig
 from modelloop.monitoring.breaches import BreachKind
 from modelloop.monitoring.pipeline import MonitoringResult
+from modelloop.orchestration.alerts import AlertChanges as AlertChanges
+from modelloop.orchestration.alerts import AlertKind as AlertKind
+from modelloop.orchestration.alerts import apply_alerts as apply_alerts
+from modelloop.orchestration.alerts import failure_alert as failure_alert
 from modelloop.store import MetadataDB
-
-
-class AlertKind(StrEnum):
-    PERFORMANCE = "performance"
-    DRIFT = "drift"
-    #: A pipeline failed and its retries are used up.
-    PIPELINE_FAILED = "pipeline_failed"
+from modelloop.timeutil import parse_time
 
 
 class TriggerKind(StrEnum):
@@ -38,54 +30,6 @@ class TriggerKind(StrEnum):
     PERFORMANCE = "performance"
     NEW_DATA = "new_data"
     MANUAL = "manual"
-
-
-_ALERT_OF = {BreachKind.PERFORMANCE: AlertKind.PERFORMANCE, BreachKind.DRIFT: AlertKind.DRIFT}
-
-
-@dataclass
-class AlertChanges:
-    opened: list[int] = field(default_factory=list)
-    #: Open alerts the run found again: the same condition, not a new alert.
-    still_open: list[int] = field(default_factory=list)
-    resolved: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ids(self) -> list[int]:
-        return [*self.opened, *self.still_open]
-
-
-def _judged(result: MonitoringResult, kind: BreachKind) -> bool:
-    """Whether the run had enough data to call `kind` clean."""
-    if kind is BreachKind.PERFORMANCE:
-        return result.metric_value is not None
-    return result.n_rows > 0 and result.drift is not None
-
-
-def apply_alerts(db: MetadataDB, result: MonitoringResult) -> AlertChanges:
-    """Open, keep or close the performance and drift alerts after a monitoring run."""
-    changes = AlertChanges()
-    for breach_kind, alert_kind in _ALERT_OF.items():
-        breach = result.breach(breach_kind)
-        if breach is not None:
-            already = db.open_alerts(alert_kind)
-            if already:
-                changes.still_open.append(int(already[0]["id"]))
-                continue
-            detail: dict[str, Any] = {
-                "message": breach.message,
-                "metric": result.metric_value,
-                "report": str(result.report_html),
-            }
-            if breach_kind is BreachKind.DRIFT and result.drift is not None:
-                detail["drifted"] = result.drift.drifted
-                detail["share"] = result.drift.share_drifted
-            changes.opened.append(db.record_alert(alert_kind, as_of=result.as_of, detail=detail))
-        elif _judged(result, breach_kind):
-            closed = db.resolve_alerts(alert_kind, as_of=result.as_of)
-            if closed:
-                changes.resolved[str(alert_kind)] = closed
-    return changes
 
 
 @dataclass
@@ -110,12 +54,23 @@ class Trigger:
 
 
 def monitoring_trigger(config: ProjectConfig, result: MonitoringResult) -> list[TriggerKind]:
-    """The breaches of `result` the project retrains on."""
-    wanted = []
-    if BreachKind.PERFORMANCE in result.breach_kinds and config.retraining.on_performance:
-        wanted.append(TriggerKind.PERFORMANCE)
-    if BreachKind.DRIFT in result.breach_kinds and config.retraining.on_drift:
-        wanted.append(TriggerKind.DRIFT)
+    """The conditions of `result` the project retrains on: the primary metric past its floor
+    on labels (not an estimate, not one segment), and drift of more than `drift_share` of the
+    counted features (one drifting feature is an alert, not a reason to retrain)."""
+    return [kind for kind, _why in retraining_reasons(config, result)]
+
+
+def retraining_reasons(config: ProjectConfig, result: MonitoringResult) -> list[tuple[TriggerKind, str]]:
+    """`monitoring_trigger`'s conditions, each with the words that say why."""
+    wanted: list[tuple[TriggerKind, str]] = []
+    primary = next(
+        (b for b in result.breaches if b.kind is BreachKind.PERFORMANCE and b.subject == result.metric),
+        None,
+    )
+    if primary is not None and config.retraining.on_performance:
+        wanted.append((TriggerKind.PERFORMANCE, primary.message))
+    if result.drift_alarm and config.retraining.on_drift:
+        wanted.append((TriggerKind.DRIFT, result.drift_alarm))
     return wanted
 
 
@@ -133,7 +88,7 @@ def judge_trigger(
     judgement is recorded with why."""
     last = db.last_fired_trigger()
     # Added to the last trigger's time, never compared as a length: a cooldown may count months.
-    until = None if last is None else pd.Timestamp(last["as_of"]).to_pydatetime() + config.retraining.cooldown
+    until = None if last is None else parse_time(last["as_of"]) + config.retraining.cooldown
     detail: dict[str, Any] = {"kinds": [str(k) for k in kinds]}
     if last is not None and last["reason"] == reason:
         # The same condition judged again (monitoring re-run at the same as-of): it fired once.
@@ -163,18 +118,3 @@ def new_rows_since(config: ProjectConfig, last_as_of: datetime | None, latest: d
     reason = f"new data: {count:,} rows newer than the last training's as-of ({since}), " \
              f"at least retraining.min_new_rows ({threshold:,})"
     return Trigger([TriggerKind.NEW_DATA], reason, latest, fired=False)
-
-
-def failure_alert(db: MetadataDB, run: Mapping[str, Any], attempts: int) -> int | None:
-    """Raise the alert that a pipeline failed with no retry left (once per failed chain)."""
-    for alert in db.alerts(AlertKind.PIPELINE_FAILED, limit=200):
-        if (alert["detail"] or {}).get("run") == run["id"]:
-            return None
-    detail = {
-        "message": f"{run['kind']} failed {attempts} time(s), no retry left: {run['error']}",
-        "run": run["id"],
-        "pipeline": run["kind"],
-        "error": run["error"],
-    }
-    as_of = pd.Timestamp(run["as_of"] or run["started_at"]).to_pydatetime()
-    return db.record_alert(AlertKind.PIPELINE_FAILED, as_of=as_of, detail=detail)

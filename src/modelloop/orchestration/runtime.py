@@ -1,6 +1,7 @@
 """The runtime of `modelloop up`: the project's schedules (APScheduler, embedded), the pipelines
 asked for over HTTP, the new-data sensor, and the upkeep of the ledger (runs whose process died,
-retries with exponential backoff, the alert when none is left).
+retries with exponential backoff, the alert when none is left), and the delivery of alert
+webhooks from the outbox, in a thread of its own so that a slow receiver never holds it up.
 
 Each pipeline has one worker thread, so within a process a pipeline runs one at a time and a
 request that arrives while one is queued joins it; across processes the ledger's leases keep one
@@ -20,9 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelloop.config import PIPELINES, ProjectConfig
+from modelloop.orchestration.alerts import failure_alert
 from modelloop.orchestration.ledger import Ledger, Origin, RunRequest, Skipped
-from modelloop.orchestration.policy import failure_alert
 from modelloop.orchestration.retries import plan_retries
+from modelloop.orchestration.webhooks import deliver_pending
 from modelloop.store import MetadataDB
 from modelloop.timeutil import cron_trigger
 
@@ -63,6 +65,7 @@ class Runtime:
         self._stopping = threading.Event()
         self._workers: list[threading.Thread] = []
         self._scheduler: Any = None
+        self._delivering: threading.Thread | None = None
         self.started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -124,6 +127,8 @@ class Runtime:
         deadline = time.monotonic() + grace
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._delivering is not None:  # its attempts are bounded by alerts.timeout
+            self._delivering.join(timeout=max(0.0, deadline - time.monotonic()))
         left = self._ledger.interrupt_active("modelloop up was stopped before the run finished")
         if left:
             logger.warning("stopped with run(s) %s unfinished: recorded as interrupted", left)
@@ -193,12 +198,41 @@ class Runtime:
                 as_of = datetime.fromisoformat(str(run["as_of"])) if run["as_of"] else None
                 self.submit(str(run["kind"]), request, as_of)
             for run, attempts in plan.exhausted:
-                if failure_alert(self._db, run, attempts) is not None:
+                if failure_alert(self._db, run, attempts, self.config.alerts) is not None:
                     logger.error(
                         "%s failed %d time(s), no retry left: %s", run["kind"], attempts, run["error"]
                     )
         except Exception:
             logger.exception("ledger upkeep failed; it runs again shortly")
+        self._deliver_webhooks()
+
+    def _deliver_webhooks(self) -> None:
+        """Start sending the due alert webhooks in a thread of their own, unless the last pass
+        is still at it: the upkeep never waits on a receiver."""
+        if not self.config.alerts.webhooks or self._stopping.is_set():
+            return
+        with self._lock:
+            if self._delivering is not None and self._delivering.is_alive():
+                return
+            self._delivering = threading.Thread(
+                target=self._deliver_once, name="modelloop-webhooks", daemon=True
+            )
+            self._delivering.start()
+
+    def _deliver_once(self) -> None:
+        # A pass ends within about a minute whatever the receivers do; what is left is due on
+        # the next tick.
+        budget = max(self._upkeep_every, 2 * self.config.alerts.timeout.total_seconds(), 10.0)
+        try:
+            report = deliver_pending(self._db, self.config.alerts, budget_seconds=min(budget, 60.0))
+        except Exception:  # the database, not a receiver: receivers' failures are recorded rows
+            logger.exception("webhook delivery failed; it runs again on the next upkeep")
+            return
+        if report.delivered or report.failed or report.retrying:
+            logger.info(
+                "webhooks: %d delivered, %d to retry, %d failed",
+                report.delivered, report.retrying, report.failed,
+            )
 
     def _sense_safely(self) -> None:
         if self._sense is None or self._stopping.is_set():

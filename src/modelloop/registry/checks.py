@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from modelloop import lazy
 from modelloop.errors import NotFound
 from modelloop.registry.base import Registry, TrainingRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy.module("pandas")
 
 
 def _record(name: str, shift: float) -> TrainingRecord:

@@ -6,14 +6,18 @@ import copy
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from modelloop.data.model_input import model_input
+from modelloop import lazy
 from modelloop.errors import NotFound
 from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy.module("pandas")
 
 
 class _PipelinePredictor:
@@ -21,6 +25,8 @@ class _PipelinePredictor:
         self.record = record
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        from modelloop.data.model_input import model_input
+
         features = model_input(frame, self.record.numeric, self.record.categorical)
         if self.record.task == "classification":
             return np.asarray(self.record.pipeline.predict_proba(features)[:, 1], dtype="float64")

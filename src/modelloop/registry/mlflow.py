@@ -13,13 +13,18 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import pandas as pd
 
+from modelloop import lazy
 from modelloop.errors import BackendError, NotFound
 from modelloop.registry.base import ModelVersion, Predictor, TrainingRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy.module("pandas")
 
 _TRAINING = Path(__file__).resolve().parent.parent / "training"
 _MODEL_CODE = _TRAINING / "pyfunc_model.py"

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from modelloop import lazy
 from modelloop.errors import DataError
 from modelloop.store.logs import (
     LABEL_SEQ,
@@ -25,6 +24,11 @@ from modelloop.store.logs import (
     LogStore,
     LogViews,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy.module("pandas")
 
 _DAY = datetime(2013, 3, 1)
 _SERVED = datetime(2014, 4, 5, 6, 7, 8, 123456)

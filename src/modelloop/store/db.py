@@ -105,6 +105,34 @@ _alerts = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("resolved_as_of", sa.DateTime, nullable=True),
     _created_at(),
+    # What breached: a feature, a metric, a check; "" for the per-kind alerts made before 0004.
+    sa.Column("subject", sa.String(255), nullable=False, server_default=""),
+    sa.Column("last_seen_as_of", sa.DateTime, nullable=True),
+    # Monitoring runs, each at a later as-of than the last, that found the condition.
+    sa.Column("seen", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("acked_at", sa.DateTime, nullable=True),
+    sa.Column("acked_by", sa.String(255), nullable=True),
+    sa.Column("ack_reason", sa.Text, nullable=True),
+    sa.Column("resolved_at", sa.DateTime, nullable=True),
+)
+#: The outbox of webhook deliveries: a pipeline inserts, a deliverer sends (see
+#: modelloop.orchestration.webhooks), so no pipeline waits on a receiver.
+_deliveries = sa.Table(
+    "modelloop_alert_deliveries",
+    _metadata,
+    _id(),
+    _model(),
+    sa.Column("alert_id", sa.Integer, nullable=False, index=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.DateTime, nullable=True),
+    _created_at(),
+    sa.Index("ix_modelloop_alert_deliveries_due", "status", "next_attempt_at"),
 )
 _triggers = sa.Table(
     "modelloop_triggers",
@@ -420,29 +448,124 @@ class MetadataDB:
 
     # -- alerts ----------------------------------------------------------------------------------
 
-    def record_alert(self, kind: str, *, as_of: datetime, detail: Mapping[str, Any]) -> int:
-        """Open an alert; it stays open until `resolve_alerts` closes its kind."""
+    def record_alert(
+        self, kind: str, *, as_of: datetime, detail: Mapping[str, Any], subject: str = ""
+    ) -> int:
+        """Open an alert about `subject` (a feature, a metric, a check, a pipeline)."""
         return self._insert(
             _alerts,
             kind=kind,
+            subject=subject[:255],
             as_of=_naive(as_of),
+            last_seen_as_of=_naive(as_of),
+            seen=1,
             detail=_dumps(detail),
             status="open",
             resolved_as_of=None,
             created_at=_now(),
         )
 
+    def get_alert(self, alert_id: int) -> dict[str, Any]:
+        found = self._select(_alerts, where=[_alerts.c.id == int(alert_id)], limit=1)
+        if not found:
+            raise NotFound(
+                f"alert {alert_id} of model {self.model!r} does not exist "
+                "(`modelloop alerts --status all` lists them)"
+            )
+        return found[0]
+
     def open_alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Open alerts (of `kind` when given), oldest first."""
-        where = [_alerts.c.status == "open"]
+        """Open alerts (of `kind` when given), oldest first; acknowledged ones are not open."""
+        return self.alerts(kind, status="open", limit=None, oldest_first=True)
+
+    def unresolved_alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Open and acknowledged alerts (of `kind` when given), oldest first."""
+        return self.alerts(kind, status=("open", "acknowledged"), limit=None, oldest_first=True)
+
+    def alerts(
+        self,
+        kind: str | None = None,
+        limit: int | None = 200,
+        *,
+        status: str | Sequence[str] | None = None,
+        oldest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Alerts (of `kind`, in `status` when given), newest first unless `oldest_first`."""
+        where: list[sa.ColumnElement[bool]] = []
         if kind is not None:
             where.append(_alerts.c.kind == kind)
-        return self._select(_alerts, where=where, order=[_alerts.c.as_of, _alerts.c.id])
+        if status is not None:
+            where.append(_alerts.c.status.in_([status] if isinstance(status, str) else list(status)))
+        order = [_alerts.c.as_of, _alerts.c.id] if oldest_first else [_alerts.c.id.desc()]
+        return self._select(_alerts, where=where, order=order, limit=limit)
 
-    def alerts(self, kind: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Alerts in any status (of `kind` when given), newest first."""
-        where = [] if kind is None else [_alerts.c.kind == kind]
-        return self._select(_alerts, where=where, order=[_alerts.c.id.desc()], limit=limit)
+    def alert_counts(self) -> dict[str, dict[str, int]]:
+        """How many open and acknowledged alerts there are, by status then kind."""
+        statement = (
+            sa.select(_alerts.c.status, _alerts.c.kind, sa.func.count())
+            .where(_alerts.c.model == self.model, _alerts.c.status.in_(("open", "acknowledged")))
+            .group_by(_alerts.c.status, _alerts.c.kind)
+        )
+        counts: dict[str, dict[str, int]] = {"open": {}, "acknowledged": {}}
+        with self._connect().connect() as connection:
+            for status, kind, count in connection.execute(statement):
+                counts[str(status)][str(kind)] = int(count)
+        return counts
+
+    def last_resolved_as_of(self, kind: str, subject: str) -> datetime | None:
+        """The latest as-of at which an alert of (kind, subject) was judged clean, or None."""
+        statement = sa.select(sa.func.max(_alerts.c.resolved_as_of)).where(
+            _alerts.c.model == self.model,
+            _alerts.c.kind == kind,
+            _alerts.c.subject == subject,
+            _alerts.c.status == "resolved",
+        )
+        with self._connect().connect() as connection:
+            found = connection.execute(statement).scalar_one_or_none()
+        return None if found is None else _parse(found)
+
+    def see_alert(self, alert_id: int, *, as_of: datetime) -> bool:
+        """A run at `as_of` found the alert's condition again: counted once per later as-of, so
+        re-running monitoring changes nothing. False when `as_of` is not later than the last."""
+        moment = _naive(as_of)
+        seen_until = sa.func.coalesce(_alerts.c.last_seen_as_of, _alerts.c.as_of)
+        statement = (
+            _alerts.update()
+            .where(_alerts.c.model == self.model, _alerts.c.id == int(alert_id), seen_until < moment)
+            .values(last_seen_as_of=moment, seen=_alerts.c.seen + 1)
+        )
+        with self._connect().begin() as connection:
+            return bool(connection.execute(statement).rowcount)
+
+    def resolve_alert(self, alert_id: int, *, as_of: datetime) -> bool:
+        """Close one alert judged clean at `as_of`, unless it was raised later than that or is
+        closed already."""
+        statement = (
+            _alerts.update()
+            .where(
+                _alerts.c.model == self.model,
+                _alerts.c.id == int(alert_id),
+                _alerts.c.status.in_(("open", "acknowledged")),
+                _alerts.c.as_of <= _naive(as_of),
+            )
+            .values(status="resolved", resolved_as_of=_naive(as_of), resolved_at=_now())
+        )
+        with self._connect().begin() as connection:
+            return bool(connection.execute(statement).rowcount)
+
+    def ack_alert(self, alert_id: int, *, by: str, reason: str) -> bool:
+        """Mark an open alert acknowledged (a person looks into it); False when it is not open."""
+        statement = (
+            _alerts.update()
+            .where(
+                _alerts.c.model == self.model,
+                _alerts.c.id == int(alert_id),
+                _alerts.c.status == "open",
+            )
+            .values(status="acknowledged", acked_at=_now(), acked_by=by[:255], ack_reason=reason)
+        )
+        with self._connect().begin() as connection:
+            return bool(connection.execute(statement).rowcount)
 
     def resolve_alerts(self, kind: str, *, as_of: datetime) -> int:
         """Close the open alerts of `kind` raised at or before `as_of` (a run at an earlier
@@ -452,13 +575,96 @@ class MetadataDB:
             .where(
                 _alerts.c.model == self.model,
                 _alerts.c.kind == kind,
-                _alerts.c.status == "open",
+                _alerts.c.status.in_(("open", "acknowledged")),
                 _alerts.c.as_of <= _naive(as_of),
             )
-            .values(status="resolved", resolved_as_of=_naive(as_of))
+            .values(status="resolved", resolved_as_of=_naive(as_of), resolved_at=_now())
         )
         with self._connect().begin() as connection:
             return int(connection.execute(statement).rowcount)
+
+    # -- webhook deliveries (the outbox) ---------------------------------------------------------
+
+    def enqueue_delivery(self, alert_id: int, *, event: str, url: str, payload: str) -> int:
+        """Queue one event for one receiver, due now; `payload` is the exact body to send."""
+        now = _now()
+        return self._insert(
+            _deliveries,
+            alert_id=int(alert_id),
+            event=event,
+            url=url,
+            payload=payload,
+            attempts=0,
+            next_attempt_at=now,
+            status="pending",
+            last_error=None,
+            delivered_at=None,
+            created_at=now,
+        )
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending deliveries whose next attempt is due at `now` (UTC), oldest first."""
+        return self._select(
+            _deliveries,
+            where=[_deliveries.c.status == "pending", _deliveries.c.next_attempt_at <= _naive(now)],
+            order=[_deliveries.c.next_attempt_at, _deliveries.c.id],
+            limit=limit,
+        )
+
+    def claim_delivery(
+        self, delivery_id: int, *, attempts: int, now: datetime, hold_until: datetime
+    ) -> bool:
+        """Compare-and-set: take a due delivery for one attempt by pushing its next attempt to
+        `hold_until`, so another deliverer (the server, a CLI) skips it meanwhile. False when
+        someone else took or finished it since it was read."""
+        statement = (
+            _deliveries.update()
+            .where(
+                _deliveries.c.model == self.model,
+                _deliveries.c.id == int(delivery_id),
+                _deliveries.c.status == "pending",
+                _deliveries.c.attempts == int(attempts),
+                _deliveries.c.next_attempt_at <= _naive(now),
+            )
+            .values(next_attempt_at=_naive(hold_until))
+        )
+        with self._connect().begin() as connection:
+            return bool(connection.execute(statement).rowcount)
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        attempts: int,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record an attempt: `delivered`, `failed` (no attempt left), or `pending` again at
+        `next_attempt_at`."""
+        values: dict[str, Any] = {"status": status, "attempts": int(attempts), "last_error": error}
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = _naive(next_attempt_at)
+        if status == "delivered":
+            values["delivered_at"] = _now()
+        statement = (
+            _deliveries.update()
+            .where(_deliveries.c.model == self.model, _deliveries.c.id == int(delivery_id))
+            .values(**values)
+        )
+        with self._connect().begin() as connection:
+            connection.execute(statement)
+
+    def deliveries(
+        self, *, alert_id: int | None = None, status: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Webhook deliveries (of one alert, in one status when given), newest first."""
+        where: list[sa.ColumnElement[bool]] = []
+        if alert_id is not None:
+            where.append(_deliveries.c.alert_id == int(alert_id))
+        if status is not None:
+            where.append(_deliveries.c.status == status)
+        return self._select(_deliveries, where=where, order=[_deliveries.c.id.desc()], limit=limit)
 
     # -- retraining triggers ---------------------------------------------------------------------
 
@@ -606,7 +812,7 @@ _MIGRATING = threading.Lock()
 
 #: The newest migration (tests/store check it is alembic's head): a database already there is
 #: opened without importing alembic, which costs a tenth of a second on every command.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def _at_head(engine: Engine) -> bool:

@@ -24,14 +24,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import orjson
-import pandas as pd
 
+from modelloop import lazy
 from modelloop.errors import DataError
 from modelloop.timeutil import to_naive
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy.module("pandas")  # imported when a frame is built: DuckDB queries need none
 
 PREDICTION = "_prediction"
 MODEL_VERSION = "_model_version"
@@ -431,7 +436,8 @@ def arrow_table(frame: pd.DataFrame) -> Any:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or value is pd.NaT
+    # NaN and pandas' NaT are the values unequal to themselves.
+    return value is None or (isinstance(value, (float, datetime)) and value != value)
 
 
 def _quote(identifier: str) -> str:
@@ -549,6 +555,8 @@ def _bound(value: datetime | None) -> datetime | None:
 
 
 def _to_datetime(value: Any) -> datetime:
+    if type(value) is datetime:  # exactly a datetime (not pandas' Timestamp): no pandas needed
+        return to_naive(value)
     stamp = pd.Timestamp(value)
     return to_naive(stamp.to_pydatetime(warn=False))
 
@@ -648,9 +656,11 @@ def _as_list(values: Any, what: str, name: str) -> list[Any]:
 
 def _micros(value: Any) -> int | None:
     """Microseconds since the epoch of a naive-UTC (or aware) time; None if it is not one."""
-    if value is None or value is pd.NaT:
+    if value is None:
         return None
     if isinstance(value, datetime):
+        if value != value:  # pandas' NaT: a datetime unequal to itself
+            return None
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return int((value - _EPOCH) // _ONE_US)

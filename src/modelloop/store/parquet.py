@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import orjson
-import pandas as pd
 
+from modelloop import lazy
 from modelloop.errors import DataError, ModelloopError
 from modelloop.store import wal
 from modelloop.store.logs import (
@@ -50,6 +50,11 @@ from modelloop.store.logs import (
 )
 from modelloop.store.wal import fsync_dir as _fsync_dir
 from modelloop.store.wal import make_dirs as _make_dirs
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy.module("pandas")  # imported when a frame is built: DuckDB queries need none
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from modelloop.registry import (
     VersionStatus,
 )
 from modelloop.stats import build_profile, data_quality, score
+from modelloop.stats.variability import reference_variability
 from modelloop.timeutil import format_duration
 from modelloop.training.estimator import build_pipeline
 
@@ -143,6 +144,16 @@ def train(
         holdout_score = score(config.evaluation.metric, holdout_rows[data.target], predictions)
 
     profile = build_profile(train_rows, numeric, categorical)
+    if len(holdout_rows):
+        # The model's own output on rows it did not fit: the reference for prediction drift.
+        profile["prediction"] = build_profile(
+            pd.DataFrame({"prediction": predictions}), ["prediction"], []
+        )["features"]["prediction"]
+    # How much each feature drifts between windows of the training data itself: the
+    # reference's own variability, read by `monitoring.thresholds: adaptive` and the volume check.
+    window = config.monitoring.window
+    chunk = window.fixed + timedelta(days=30.4375 * window.months)
+    profile["variability"] = reference_variability(profile, train_rows, timestamp=data.timestamp, chunk=chunk)
     quality = data_quality(reference_profile, frame) if reference_profile else {}
     flagged = sorted({*quality.get("out_of_range", {}), *quality.get("unseen_categories", {})})
     sha = git_sha(project_dir)
