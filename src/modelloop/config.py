@@ -291,8 +291,9 @@ class MonitoringConfig(_Section):
     )
     thresholds: Literal["fixed", "adaptive"] = Field(
         default="fixed",
-        description="adaptive: each feature's threshold is the reference's own variability, "
-        "mean + adaptive_k standard deviations of its drift between windows of the training data",
+        description="adaptive: a feature's threshold widens to the reference's own variability, "
+        "mean + adaptive_k standard deviations of its drift between windows of the training "
+        "data, never below the fixed threshold",
     )
     adaptive_k: float = Field(default=3.0, gt=0, description="standard deviations (adaptive)")
     reference: ReferenceKind = Field(

@@ -55,7 +55,11 @@ def _payload(rows: pd.DataFrame) -> bytes:
 
 
 def _decision_text(decision: Any) -> str:
-    score = "n/a" if decision.candidate_score is None else f"{decision.candidate_score:.3f}"
+    if decision.candidate_score is None:  # stopped before scoring: say by what
+        failed = next((r for r in decision.reasons if "FAILED" in r), "")
+        why = "model test failed" if "model test" in failed else "validity failed" if failed else "n/a"
+        return f"v{decision.version} {decision.outcome} ({why})"
+    score = f"{decision.candidate_score:.3f}"
     champ = (
         "" if decision.champion_score is None else f" vs v{decision.champion} {decision.champion_score:.3f}"
     )

@@ -152,7 +152,11 @@ class DriftRules:
             )
             if adaptive and method != "chi2" and variability is not None:
                 found = adaptive_threshold(variability, method, k=self.monitoring.adaptive_k)  # type: ignore[union-attr]
-                if found is not None:
+                # The band widens a threshold for a feature that varies by nature (weather);
+                # it never narrows one below the fixed threshold, where a steady feature's
+                # small real changes (a summer schedule) would be statistically odd but too
+                # small to act on.
+                if found is not None and found > threshold:
                     threshold, source = found, "adaptive"
         drifted = value is not None and threshold is not None and is_drift(method, value, threshold)
         return method, value, threshold, source, drifted
