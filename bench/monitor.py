@@ -9,7 +9,8 @@ and reuses it), copies it, and writes a week after the demo's last day into the 
 prediction log in the documented layout (`predictions/<model>/date=YYYY-MM-DD/part-*.parquet`):
 `--rows` flights drawn from the demo's own log (its features and the champion's predictions),
 with temp +8, dewp +8 and pressure -6, logged as the champion. Half of them get their real label
-through `modelloop labels ingest`. Then, alternating M E M E after one untimed run of each:
+through `modelloop labels ingest`. The copy judges drift with fixed thresholds, as Evidently's
+preset does (the demo's own are adaptive). Then, alternating M E M E after one untimed run of each:
 
 - M: the whole `modelloop monitor --no-retrain --as-of <end of the week>` command, a subprocess
   (interpreter start and imports included): drift of every feature against the champion's
@@ -204,6 +205,7 @@ def week_copy(demo: Path, keep: Path, rows: int) -> tuple[Path, dict[str, Any], 
             shutil.rmtree(work)
         print(f"copying the demo to {work} ...", flush=True)
         shutil.copytree(demo, work, ignore=shutil.ignore_patterns("reports", DONE))
+    like_for_like(work / "modelloop.yaml")
     facts = project_facts(work / "modelloop.yaml")
     if marker.exists():
         written = json.loads(marker.read_text())
@@ -212,6 +214,14 @@ def week_copy(demo: Path, keep: Path, rows: int) -> tuple[Path, dict[str, Any], 
     print(f"writing {rows:,} flights and labelling half of them ...", flush=True)
     end, files = write_week(work, facts, rows)
     return work, facts, end, files
+
+
+def like_for_like(project_file: Path) -> None:
+    """Judge every feature against a fixed threshold, as Evidently's preset does. The demo holds
+    its weather to its own week-to-week swings (`thresholds: adaptive`), within which a shift of
+    the whole year's rows by +8 is ordinary; the work is the same either way."""
+    text = project_file.read_text()
+    project_file.write_text(text.replace("  thresholds: adaptive ", "  thresholds: fixed    "))
 
 
 def evidently_python() -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 
 from modelloop.stats import FeatureCounts
 from modelloop.stats.metrics import estimate_sql, read_estimates, read_scores, scores_sql
-from modelloop.stats.sql import CountQueries, DistinctValues, as_text, count_queries, quote
+from modelloop.stats.sql import CountQueries, DistinctValues, as_text, count_queries, numeric_bin, quote
 from modelloop.store.logs import LABEL_SEQ, MODEL_VERSION, PREDICTION, RECEIVED_AT, LogViews
 
 #: DuckDB's integer types: ids of two integer types join as numbers, anything else as text.
@@ -107,11 +107,13 @@ def measure_window(
         # The model's output is counted too, against its holdout predictions (prediction drift).
         own = {version: with_prediction(profiles(version)) for version in served}
         stats.latest_profile = profiles(newest)
+        # The output is counted straight from its column: its values are nearly all distinct,
+        # so collapsing them first (as the features are) would copy the window.
         names = [
             str(name)
             for profile in own.values()
             for name in profile.get("features", {})
-            if name in columns
+            if name in columns and name != PREDICTION
         ]
         distinct = DistinctValues(
             tuple(dict.fromkeys(names)),
@@ -130,6 +132,8 @@ def measure_window(
             else:
                 counted = _run(views, count_queries(own[version], distinct, version), bins_only=True)
             stats.versions.append(VersionCounts(version, count, own[version], counted))
+        if PREDICTION in columns:
+            _count_predictions(views, stats, own, newest, several=len(groups) > 1)
     _join_labels(
         views, columns, stats, id_column, timestamp, target, labelled_until, id_range,
         metrics=list(dict.fromkeys([metric, *metrics])),
@@ -146,6 +150,59 @@ def measure_window(
     return stats
 
 
+def _count_predictions(
+    views: LogViews,
+    stats: WindowStats,
+    own: Mapping[int, Mapping[str, Any]],
+    newest: int,
+    *,
+    several: bool,
+) -> None:
+    """Count the prediction column against each version's holdout predictions (and every row
+    against the newest's, as the features are for quality), in one scan per profile set."""
+    wanted = {v: p["features"][PREDICTION] for v, p in own.items() if PREDICTION in p.get("features", {})}
+    if not wanted:
+        return
+    per_version = " ".join(
+        f"WHEN {MODEL_VERSION} = {int(v)} THEN {numeric_bin(feature, 'v')}" for v, feature in wanted.items()
+    )
+    rows = views.connection.execute(
+        f"SELECT g, b, count(*), min(v), max(v) FROM ("
+        f"SELECT {MODEL_VERSION} AS g, CASE {per_version} END AS b, v "
+        f"FROM (SELECT {MODEL_VERSION}, {_PREDICTED} AS v FROM {views.predictions})) GROUP BY g, b"
+    ).fetchall()
+    by_version: dict[int, list[tuple[int, int, float | None, float | None]]] = {}
+    for g, b, n, low, high in rows:
+        if g is not None and b is not None:
+            by_version.setdefault(int(g), []).append((int(b), int(n), low, high))
+    for served in stats.versions:
+        feature = wanted.get(served.version)
+        if feature is not None:
+            served.counts[PREDICTION] = _numeric_counts(feature, by_version.get(served.version, []))
+    if newest in wanted and not several:
+        stats.quality[PREDICTION] = _numeric_counts(wanted[newest], by_version.get(newest, []))
+
+
+#: The prediction as a number; a non-finite one is missing, as for numeric features.
+_PREDICTED = f"CASE WHEN isfinite(CAST({PREDICTION} AS DOUBLE)) THEN CAST({PREDICTION} AS DOUBLE) END"
+
+
+def _numeric_counts(
+    feature: Mapping[str, Any], bins: Sequence[tuple[int, int, float | None, float | None]]
+) -> FeatureCounts:
+    """FeatureCounts of a numeric feature from (bin, rows, smallest, largest) per bin."""
+    n_bins = len(feature["point_masses"]) + len(feature["edges"]) + 2
+    counts = [0] * n_bins
+    for b, n, _low, _high in bins:
+        counts[b] += n
+    lows = [low for _b, _n, low, _high in bins if low is not None]
+    highs = [high for _b, _n, _low, high in bins if high is not None]
+    return FeatureCounts(
+        PREDICTION, "numeric", tuple(counts),
+        low=min(lows) if lows else None, high=max(highs) if highs else None,
+    )
+
+
 def count_period(views: LogViews, profile: Mapping[str, Any]) -> tuple[int, dict[str, FeatureCounts]]:
     """The rows of the `predictions` view, counted against `profile` whichever version served
     them: a reference taken from the log (the same period last year, an earlier window)."""
@@ -155,12 +212,21 @@ def count_period(views: LogViews, profile: Mapping[str, Any]) -> tuple[int, dict
     if rows == 0:
         return 0, {}
     columns = views.columns(views.predictions)
-    names = tuple(str(name) for name in profile.get("features", {}) if name in columns)
-    if not names:
-        return rows, {}
-    distinct = DistinctValues(names, columns, table="_reference")
-    connection.execute(distinct.create(views.predictions))
-    return rows, _run(views, count_queries(profile, distinct), bins_only=True)
+    features = profile.get("features", {})
+    names = tuple(str(name) for name in features if name in columns and name != PREDICTION)
+    counts: dict[str, FeatureCounts] = {}
+    if names:
+        distinct = DistinctValues(names, columns, table="_reference")
+        connection.execute(distinct.create(views.predictions))
+        counts = _run(views, count_queries({**profile, "features": {n: features[n] for n in names}},
+                                           distinct), bins_only=True)
+    if PREDICTION in features and PREDICTION in columns:
+        found = connection.execute(
+            f"SELECT b, count(*), min(v), max(v) FROM (SELECT {numeric_bin(features[PREDICTION], 'v')} "
+            f"AS b, v FROM (SELECT {_PREDICTED} AS v FROM {views.predictions})) GROUP BY b"
+        ).fetchall()
+        counts[PREDICTION] = _numeric_counts(features[PREDICTION], [tuple(r) for r in found])
+    return rows, counts
 
 
 def with_prediction(profile: Mapping[str, Any]) -> Mapping[str, Any]:
