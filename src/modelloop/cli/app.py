@@ -1162,10 +1162,17 @@ def model_test_cmd(
 
 
 def main() -> None:
+    import gc
     import logging
     import os
 
     # MLflow and alembic narrate their migrations at INFO; the CLI tells the user what matters.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    app()
+    try:
+        app()
+    finally:
+        # The command is done. What is alive now is freed with the process; left to itself, the
+        # interpreter's last garbage collection walks every object the imports made (about
+        # 0.1 s of a one-second `modelloop monitor`). Destructors still run as modules clear.
+        gc.freeze()
