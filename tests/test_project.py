@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 from modelloop.config import parse_config
 from modelloop.errors import DataError, ModelloopError
 from modelloop.project import Project
-from tests.conftest import serve_rows
+from tests.conftest import RAW_CONFIG, serve_rows
 
 
 def test_the_contract_is_inferred_once_and_kept(
@@ -86,3 +87,50 @@ def test_monitoring_counts_only_labels_that_had_arrived_by_as_of(
     arrived = recent["sched_dep"] <= as_of - project.config.monitoring.label_delay
     assert result.n_rows == len(recent)
     assert result.n_labelled == int(arrived.sum()) < len(recent)
+
+
+def test_backends_name_kind_masked_location_and_origin(
+    tmp_path: Path, flights: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from modelloop.project import open_project
+
+    flights.to_parquet(tmp_path / "flights.parquet", index=False)
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(copy.deepcopy(RAW_CONFIG)), encoding="utf-8")
+    monkeypatch.delenv("MODELLOOP_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MODELLOOP_DB_URL", "postgresql+psycopg://ana:p%40ss@db.example:5433/loop")
+    monkeypatch.setenv("MODELLOOP_STORAGE", str(tmp_path / "logs"))
+    backends = open_project(tmp_path / "modelloop.yaml", tmp_path / "home").backends()
+    assert backends["metadata"] == {"kind": "postgresql", "origin": "$MODELLOOP_DB_URL",
+                                    "location": "postgresql+psycopg://ana:***@db.example:5433/loop"}
+    assert backends["tracking"] == {"kind": "sqlite", "origin": "default",
+                                    "location": f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"}
+    assert backends["logs"] == {"kind": "file", "origin": "$MODELLOOP_STORAGE",
+                                "location": str(tmp_path / "logs")}
+    assert backends["data"] == {"kind": "file", "origin": "project file",
+                                "location": str(tmp_path / "flights.parquet")}
+
+
+def test_an_in_process_project_names_its_backends_memory_and_checks_the_rest(
+    make_project: Callable[..., Project],
+) -> None:
+    project = make_project()
+    kinds = {role: backend["kind"] for role, backend in project.backends().items()}
+    assert kinds == {"tracking": "memory", "artifacts": "memory", "metadata": "sqlite",
+                     "logs": "memory", "data": "file"}
+    checks = project.doctor()
+    assert [c.name for c in checks] == ["data source", "migrations", "metadata DB"]
+    assert all(c.ok for c in checks), checks
+    import sqlite3
+
+    with sqlite3.connect(project.db.url.removeprefix("sqlite:///")) as connection:
+        assert connection.execute("SELECT key FROM modelloop_state").fetchall() == []  # probe gone
+
+
+def test_a_data_source_without_rows_fails_the_doctor(
+    make_project: Callable[..., Project], flights: pd.DataFrame
+) -> None:
+    [data] = [c for c in make_project(flights.iloc[:0]).doctor() if c.name == "data source"]
+    assert not data.ok and data.problem == "not found" and "no rows" in data.detail
+    assert data.detail.startswith("data source (file at ")

@@ -11,6 +11,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelloop.backends import (
+    Backend,
+    BackendKind,
+    Backends,
+    data_backend,
+    kind_of,
+    resolve_backends,
+)
 from modelloop.config import ProjectConfig, load_config
 from modelloop.errors import DataError, ModelloopError, UsageError
 from modelloop.monitoring.pipeline import MonitoringResult, run_monitoring, write_report
@@ -38,9 +46,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelloop.data import Contract, DataSource
+    from modelloop.doctor import Check
     from modelloop.engines import Progress, ScoreSummary
     from modelloop.gate import GateDecision, Rollback
     from modelloop.gate.modeltests import ModelTestRun
+    from modelloop.home import Move
     from modelloop.serving.holder import ServedModel
     from modelloop.training import TrainingResult
 
@@ -91,6 +101,9 @@ class MonitorOutcome:
 
 
 class Project:
+    #: Set by `open_project` when the home was opened at a new place and rebased onto it.
+    moved: Move | None = None
+
     def __init__(
         self,
         config: ProjectConfig,
@@ -102,8 +115,10 @@ class Project:
         logs: LogStore,
         source: DataSource | None = None,
         shadow_logs: Callable[[], LogStore] | None = None,
+        backends: Backends | None = None,
     ) -> None:
         self.config = config
+        self._backends = backends
         self.project_dir = project_dir
         self.home = home
         self.registry = registry
@@ -147,6 +162,33 @@ class Project:
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports" / self.name
+
+    def backend_list(self) -> list[Backend]:
+        """The backends in use, in the order status and doctor show them; a Project wired with
+        in-process backends (no `backends=`) names them `memory`, its metadata DB by its URL."""
+        found = self._backends
+        if found is None:
+            memory = BackendKind.MEMORY
+            found = Backends(
+                tracking=Backend("tracking", memory, type(self.registry).__name__, "given"),
+                artifacts=Backend("artifacts", memory, type(self.registry).__name__, "given"),
+                metadata=Backend("metadata", kind_of(self.db.url), self.db.url, "given"),
+                logs=Backend("logs", memory, type(self.logs).__name__, "given"),
+            )
+        return [*found.all(), data_backend(self.config.data.source, self.project_dir)]
+
+    def backends(self) -> dict[str, dict[str, str]]:
+        """Each backend by role (tracking, artifacts, metadata, logs, data): its kind, its
+        location with any password masked, and where the setting came from."""
+        return {backend.role: backend.to_dict() for backend in self.backend_list()}
+
+    def doctor(self) -> list[Check]:
+        """Check each backend is reachable and writable (harmlessly; see `modelloop.doctor`)."""
+        from modelloop.doctor import diagnose
+
+        return diagnose(self.backend_list(), experiment=self.name, db=self.db,
+                        read_data=lambda: self.source.load(None, None),
+                        timestamp=self.config.data.timestamp)
 
     # -- state ------------------------------------------------------------------------------
     def contract(self) -> Contract | None:
@@ -610,6 +652,7 @@ class Project:
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         from modelloop.gate.delivery import delivery_metrics
+        from modelloop.home import last_move
         from modelloop.serving.presence import running_servers
 
         def describe(version: ModelVersion | None) -> dict[str, Any] | None:
@@ -628,6 +671,7 @@ class Project:
         return {
             "project": self.name,
             "home": str(self.home),
+            "moved": last_move(self.home),
             "metric": self.config.evaluation.metric,
             "champion": describe(self.champion()),
             "challenger": describe(self.challenger()),
@@ -639,6 +683,7 @@ class Project:
             "servers": running_servers(self.home, self.name),
             "last_runs": self._last_runs(),
             "delivery": delivery_metrics(self.db, now=datetime.now(UTC)),
+            "backends": self.backends(),
         }
 
     def _last_runs(self) -> dict[str, dict[str, Any]]:
@@ -763,15 +808,13 @@ def open_project(
     config = load_config(path)
     home_dir = resolve_home(home, path.parent)
     _make_home(home_dir, given=home is not None)
-    tracking = os.environ.get("MODELLOOP_TRACKING_URI") or f"sqlite:///{home_dir / 'mlflow.db'}"
+    backends = resolve_backends(home_dir)
+    move = _settle_home(home_dir, config.name, backends)
     registry = MlflowRegistry(
-        tracking, artifact_root=(home_dir / "mlartifacts").as_uri(), experiment=config.name
+        backends.tracking.url, artifact_root=backends.artifacts.url, experiment=config.name
     )
-    db = MetadataDB(
-        os.environ.get("MODELLOOP_DB_URL") or f"sqlite:///{home_dir / 'modelloop.db'}",
-        model=config.name,
-    )
-    storage = os.environ.get("MODELLOOP_STORAGE") or str(home_dir)
+    db = MetadataDB(backends.metadata.url, model=config.name)
+    storage = backends.logs.url
     if storage.startswith("s3://"):
         raise ModelloopError(
             "MODELLOOP_STORAGE=s3://... is not supported yet in this version; use a local path"
@@ -787,7 +830,7 @@ def open_project(
             kind=kind,
         )
 
-    return Project(
+    project = Project(
         config,
         project_dir=path.parent,
         home=home_dir,
@@ -795,4 +838,24 @@ def open_project(
         db=db,
         logs=log_store("predictions"),
         shadow_logs=lambda: log_store("shadow"),
+        backends=backends,
+    )
+    project.moved = move
+    return project
+
+
+def _settle_home(home_dir: Path, name: str, backends: Backends) -> Move | None:
+    """Rebase the embedded stores of a home copied or moved here (see `modelloop.home`); a
+    tracking URI or database URL the user set names a store elsewhere and is left alone."""
+    from modelloop.home import settle_home
+
+    def embedded(backend: Backend, file: str) -> Path | None:
+        return home_dir / file if backend.origin == "default" else None
+
+    return settle_home(
+        home_dir,
+        experiment=name,
+        tracking_db=embedded(backends.tracking, "mlflow.db"),
+        metadata_db=embedded(backends.metadata, "modelloop.db"),
+        servers=home_dir / "servers",
     )

@@ -80,7 +80,10 @@ def _request(trigger: str) -> Any:
 def _open(project: Path, home: Path | None) -> Project:
     from modelloop.project import open_project
 
-    return _run(lambda: open_project(project, home))
+    opened = _run(lambda: open_project(project, home))
+    if opened.moved is not None:  # said once: the next command finds the home where it was left
+        errors.print(f"note: {opened.moved.describe()}", highlight=False, markup=False, soft_wrap=True)
+    return opened
 
 
 def _dump(payload: Any) -> None:
@@ -938,6 +941,58 @@ def status(
             f"  [red]{alert['kind']}[/] as of {alert['as_of']}: {alert['detail'].get('message')}",
             highlight=False,
         )
+    console.print("backends:")
+    for role, backend in info["backends"].items():
+        console.print(
+            f"  {role}: {backend['kind']} {backend['location']} ({backend['origin']})",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+
+
+@app.command()
+def doctor(
+    project: ProjectOpt = Path("modelloop.yaml"), home: HomeOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Check the project file parses, the data source has rows, and each backend (tracking
+    store, artifact store, metadata DB and its migrations, prediction log storage) is reachable
+    and writable, harmlessly. Exit 0 when all pass, 1 when one fails."""
+    import time
+
+    from rich.text import Text
+
+    from modelloop.doctor import project_file_check
+    from modelloop.project import open_project
+
+    started = time.perf_counter()
+    opened: Project | None = None
+    failure: ModelloopError | None = None
+    try:
+        opened = open_project(project, home)
+    except ModelloopError as exc:
+        failure = exc
+    checks = [project_file_check(project.resolve(), failure, time.perf_counter() - started)]
+    if opened is not None:
+        with console.status("checking the backends") if not json_out else contextlib.nullcontext():
+            checks += _run(opened.doctor)
+    passed = all(check.ok for check in checks)
+    if json_out:
+        _dump({"ok": passed, "checks": [check.to_dict() for check in checks]})
+    else:
+        table = Table("check", "kind", "location", "result", "time", "detail", title="modelloop doctor")
+        for check in checks:
+            table.add_row(
+                check.name, check.kind or "—", Text(check.location or "—"),
+                "[green]ok[/]" if check.ok else "[bold red]FAILED[/]",
+                f"{check.seconds:.2f} s", Text(check.detail),
+            )
+        console.print(table)
+        failed = sum(not check.ok for check in checks)
+        console.print(
+            "all checks passed" if not failed else f"[bold red]{failed} of {len(checks)} checks failed[/]",
+            highlight=False,
+        )
+    if not passed:
+        raise typer.Exit(1)
 
 
 alerts_app = typer.Typer(

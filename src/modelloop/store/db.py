@@ -724,6 +724,13 @@ class MetadataDB:
                 if attempt:  # another writer inserted the key between our update and insert
                     raise
 
+    def delete_state(self, key: str) -> None:
+        """Remove a value set by `set_state` (absent already: nothing to do)."""
+        with self._connect().begin() as connection:
+            connection.execute(
+                _state.delete().where(_state.c.model == self.model, _state.c.key == key)
+            )
+
     # -- plumbing --------------------------------------------------------------------------------
 
     def _connect(self) -> Engine:
@@ -822,6 +829,21 @@ def _at_head(engine: Engine) -> bool:
     except sa.exc.DBAPIError:  # no such table yet: a new or a pre-migrations database
         return False
     return [row[0] for row in found] == [HEAD_REVISION]
+
+
+def schema_revision(url: str) -> str | None:
+    """The migration revision the database at `url` is at, read without migrating it: None for
+    a database modelloop has not written yet."""
+    engine = _create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+            if "alembic_version" not in tables:
+                return _FIRST_REVISION if "modelloop_runs" in tables else None
+            found = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    finally:
+        engine.dispose()
+    return ",".join(sorted(str(row[0]) for row in found)) or None
 
 
 def _migrate(engine: Engine) -> None:
