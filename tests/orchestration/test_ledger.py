@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,15 @@ from modelloop.errors import DataError
 from modelloop.orchestration import Interrupted, Ledger, Origin, RunRequest, RunStatus, Skipped
 from modelloop.orchestration.ledger import SKIPPED_EXIT_CODE, holder_gone, holder_id
 from modelloop.store import MetadataDB
+from tests.postgres import BACKENDS, metadata_url
 
 AS_OF = datetime(2013, 6, 30)
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'modelloop.db'}"
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Leases are compare-and-set on SQLite and on PostgreSQL alike: every check runs on both."""
+    yield from metadata_url(request.param, tmp_path / "modelloop.db")
 
 
 @pytest.fixture

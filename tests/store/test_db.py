@@ -3,6 +3,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,13 +13,15 @@ import pytest
 from modelloop.errors import NotFound
 from modelloop.store import MetadataDB
 from modelloop.store import db as db_module
+from tests.postgres import BACKENDS, metadata_url
 
 AS_OF = datetime(2013, 6, 30)
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'home' / 'modelloop.db'}"
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every check runs on the embedded SQLite file and on a real PostgreSQL database."""
+    yield from metadata_url(request.param, tmp_path / "home" / "modelloop.db")
 
 
 @pytest.fixture
@@ -34,8 +37,8 @@ def test_constructing_touches_nothing_and_first_use_creates_the_file(tmp_path: P
     assert path.exists()
 
 
-def test_sqlite_runs_in_wal_mode(db: MetadataDB, tmp_path: Path) -> None:
-    db.set_state("k", 1)
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    MetadataDB(f"sqlite:///{tmp_path / 'home' / 'modelloop.db'}", "flights").set_state("k", 1)
     with sqlite3.connect(tmp_path / "home" / "modelloop.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -159,8 +162,8 @@ def test_models_share_a_database_without_seeing_each_other(url: str) -> None:
         taxis.finish_run(flights.runs()[0]["id"], status="failed", detail={})
 
 
-def test_two_objects_on_one_sqlite_file_write_at_once(url: str) -> None:
-    # The server and the CLI: separate engines, separate connections, one file.
+def test_two_objects_on_one_database_write_at_once(url: str) -> None:
+    # The server and the CLI: separate engines, separate connections, one database.
     server, cli = MetadataDB(url, "flights"), MetadataDB(url, "flights")
     errors: list[BaseException] = []
 
@@ -187,7 +190,7 @@ def test_two_objects_on_one_sqlite_file_write_at_once(url: str) -> None:
     assert cli.get_state("last_writer") in ("server", "cli")
 
 
-def test_two_processes_write_the_same_file_at_once(url: str) -> None:
+def test_two_processes_write_the_same_database_at_once(url: str) -> None:
     code = f"""
 import sys
 from datetime import datetime

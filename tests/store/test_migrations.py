@@ -4,13 +4,18 @@ first connect at the same moment both succeed."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from modelloop.store import MetadataDB
+from modelloop.store.db import schema_revision
+from tests.postgres import fresh_database, server_url, table_names
 
 HEAD = "0004"
 
@@ -97,3 +102,48 @@ def test_a_database_at_0002_gains_the_run_ledger_and_keeps_its_runs(tmp_path: Pa
     assert old["status"] == "succeeded" and old["origin"] == "cli" and old["attempt"] == 1
     assert _revision(path) == HEAD
     assert db.lease("train") is None  # the new table is there
+
+
+def _declared_tables() -> set[str]:
+    from modelloop.store.db import _metadata
+
+    return set(_metadata.tables)
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    with fresh_database(server_url()) as url:
+        yield url
+
+
+def test_a_new_postgresql_database_gets_every_table_from_the_migrations(postgres: str) -> None:
+    assert schema_revision(postgres) is None
+    db = MetadataDB(postgres, model="m")
+    db.record_alias("champion", 1, from_version=None, action="promoted", by="gate", reason="r")
+    assert table_names(postgres) == _declared_tables() | {"alembic_version"}
+    assert schema_revision(postgres) == HEAD
+    assert db.alias_history()[0]["version"] == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migrated_schema_is_the_one_the_code_declares(backend: str, tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from modelloop.store.db import _metadata
+
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'm.db'}" if backend == "sqlite"
+               else stack.enter_context(fresh_database(server_url())))
+        MetadataDB(url, model="m").runs()
+        engine = sa.create_engine(url)
+        stack.callback(engine.dispose)
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), _metadata)
+    assert differences == []
+
+
+def test_two_processes_migrating_one_postgresql_database_at_once_both_succeed(postgres: str) -> None:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_first_connect, [postgres] * 4) == [0, 0, 0, 0]
+    assert schema_revision(postgres) == HEAD
