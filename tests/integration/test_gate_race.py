@@ -1,21 +1,39 @@
 """Gates racing on one model, as two processes on a real MLflow store: promotions are
 serialized, so exactly one version is tagged champion, the one the alias names, and `previous`
-is the version that served before it."""
+is the version that served before it. The lock is a lease row in the metadata DB: the race runs
+with both databases on SQLite, and on PostgreSQL."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import CLI, cli_json, run_cli
 from tests.integration.synthetic import day, make_frame, write_project
+from tests.postgres import BACKENDS, POSTGRES_MLFLOW_URL, fresh_database, server_url
 
 pytestmark = pytest.mark.integration
 
 
-def test_two_gates_at_once_leave_one_champion_named_by_the_alias(tmp_path: Path) -> None:
+@pytest.fixture(params=BACKENDS)
+def tracking(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The MLflow store the CLI will use: the embedded one, or fresh PostgreSQL databases for
+    both stores, named to the CLI the way a user names them."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / '.modelloop' / 'mlflow.db'}"
+        return
+    with fresh_database(server_url()) as state, fresh_database(server_url(POSTGRES_MLFLOW_URL)) as uri:
+        monkeypatch.setenv("MODELLOOP_DB_URL", state)
+        monkeypatch.setenv("MODELLOOP_TRACKING_URI", uri)
+        yield uri
+
+
+def test_two_gates_at_once_leave_one_champion_named_by_the_alias(tmp_path: Path, tracking: str) -> None:
     make_frame(days=60).to_parquet(tmp_path / "data.parquet", index=False)
     write_project(tmp_path, estimator="sklearn.linear_model.LogisticRegression", params="{C: 1.0}")
     at = day(50).isoformat()
@@ -33,8 +51,7 @@ def test_two_gates_at_once_leave_one_champion_named_by_the_alias(tmp_path: Path)
     import mlflow
 
     # Both URIs: another test in this process may have left MLflow's global registry URI set.
-    uri = f"sqlite:///{tmp_path / '.modelloop' / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     versions = client.search_model_versions("name='synthetic-loop'")
     champions = [int(v.version) for v in versions if v.tags.get("modelloop.status") == "champion"]
     alias = int(client.get_model_version_by_alias("synthetic-loop", "champion").version)

@@ -4,7 +4,6 @@ and registry in another (MODELLOOP_TRACKING_URI), and no SQLite file anywhere in
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 
 from modelloop.store.db import HEAD_REVISION, schema_revision
-from tests.integration.conftest import CLI, ServerProcess, cli_json, run_cli
+from tests.integration.conftest import ServerProcess, cli_json
 from tests.integration.synthetic import day, make_frame, write_project
 from tests.postgres import POSTGRES_MLFLOW_URL, fresh_database, server_url, table_names
 
@@ -96,37 +95,4 @@ def test_a_project_on_postgresql_keeps_every_table_there_and_no_sqlite_file(
     mlflow_tables = table_names(tracking)
     assert mlflow_tables >= MLFLOW_TABLES, sorted(MLFLOW_TABLES - mlflow_tables)
     assert not mlflow_tables & set(_metadata.tables)
-    assert _sqlite_files(tmp_path) == []
-
-
-def test_two_gates_at_once_on_postgresql_leave_one_champion_named_by_the_alias(
-    tmp_path: Path, databases: tuple[str, str]
-) -> None:
-    """The promotion lock is a lease row in MODELLOOP_DB_URL: it serializes on PostgreSQL too."""
-    _, tracking = databases
-    make_frame(days=60).to_parquet(tmp_path / "data.parquet", index=False)
-    write_project(tmp_path, estimator="sklearn.linear_model.LogisticRegression", params="{C: 1.0}")
-    at = day(50).isoformat()
-    cli_json("train", "--as-of", at, cwd=tmp_path)  # v1, the champion
-    for _ in range(2):
-        run_cli("train", "--as-of", at, "--no-gate", cwd=tmp_path)  # v2, v3: candidates
-    racers = [
-        subprocess.Popen([*CLI, "gate", str(v), "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for v in (2, 3)
-    ]
-    outcomes = [r.communicate(timeout=300) for r in racers]
-    assert all(r.returncode == 0 for r in racers), outcomes
-
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-    versions = client.search_model_versions("name='synthetic-loop'")
-    champions = [int(v.version) for v in versions if v.tags.get("modelloop.status") == "champion"]
-    alias = int(client.get_model_version_by_alias("synthetic-loop", "champion").version)
-    assert champions == [alias]
-    assert cli_json("status", cwd=tmp_path)["champion"]["version"] == alias
-    promoted = [e for e in cli_json("history", cwd=tmp_path) if e["action"] == "promoted"]
-    # Each promotion names the champion it replaced: a chain, no fork.
-    assert len({e["from_version"] for e in promoted}) == len(promoted)
     assert _sqlite_files(tmp_path) == []

@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelloop.monitoring import report as shim
 from modelloop.monitoring.drift import compute_drift
-from modelloop.reports import render_monitoring, svg_line_chart
+from modelloop.reports import render_monitoring
 from modelloop.stats import build_profile, data_quality
 
 EVIL = "<script>alert('x')</script>"
@@ -62,11 +61,6 @@ def svg_blocks(page: str) -> list[ET.Element]:
 
 def big_bar_charts(page: str) -> list[ET.Element]:
     return [svg for svg in svg_blocks(page) if svg.get("class") == "chart bars"]
-
-
-def test_the_old_import_path_renders_the_same_page() -> None:
-    assert shim.render_html is render_monitoring
-    assert shim.svg_line_chart is svg_line_chart
 
 
 def test_report_escapes_names_from_the_data() -> None:

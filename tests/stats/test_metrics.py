@@ -179,12 +179,13 @@ def sql_score(metric: str, y: np.ndarray, p: np.ndarray) -> float | None:
     import duckdb
     import pandas as pd
 
-    from modelloop.stats.metrics import score_from_row, score_sql
+    from modelloop.stats.metrics import read_scores, scores_sql
 
     connection = duckdb.connect()
     try:
         connection.register("labelled", pd.DataFrame({"y": np.asarray(y, float), "p": np.asarray(p, float)}))
-        return score_from_row(metric, connection.execute(score_sql(metric, "labelled")).fetchone())
+        [(_n, found)] = read_scores([metric], connection.execute(scores_sql([metric], "labelled")).fetchall())
+        return found[metric]
     finally:
         connection.close()
 

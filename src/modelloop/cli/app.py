@@ -748,7 +748,7 @@ def monitor(
         against = str(reference.get("kind", "training")).replace("_", " ")
         table = Table("feature", "judged by", "threshold", "PSI", "JS", "W/σ", "drifted",
                       title=f"drift against the {against} reference")
-        names = {"psi": "PSI", "jensen_shannon": "JS", "wasserstein": "W/σ", "chi2": "chi² p"}
+        from modelloop.monitoring.drift import METHOD_NAMES
 
         def short(value: float | None) -> str:
             return "—" if value is None else f"{value:.3g}"
@@ -759,7 +759,7 @@ def monitor(
             if not f.counted and f.feature != "prediction":
                 drifted += " (not counted)"
             table.add_row(
-                f.feature, f"{names.get(f.method, f.method)} {short(f.value)}",
+                f.feature, f"{METHOD_NAMES.get(f.method, f.method)} {short(f.value)}",
                 f"{short(f.threshold)} {f.threshold_source}",
                 short(f.psi), short(f.jensen_shannon), short(f.wasserstein), drifted,
             )

@@ -1,5 +1,6 @@
-"""Monitoring: drift (PSI with point-mass bins), data quality, performance on late labels, and
-the reports; the statistics themselves are `modelloop.stats`, computed where the log lives."""
+"""Monitoring: drift, data quality, performance on late labels, and the policy-free verdicts;
+the statistics are `modelloop.stats`, computed where the log lives, and the pages
+`modelloop.reports`."""
 
 from modelloop.monitoring.breaches import Breach, BreachKind
 from modelloop.monitoring.drift import (
@@ -11,7 +12,6 @@ from modelloop.monitoring.drift import (
 )
 from modelloop.monitoring.pipeline import MonitoringResult, ProfileSource, run_monitoring
 from modelloop.monitoring.profiles import ProfileCache
-from modelloop.monitoring.report import render_html, svg_line_chart
 from modelloop.monitoring.window import WindowStats, measure_window
 
 __all__ = [
@@ -27,7 +27,5 @@ __all__ = [
     "drift_from_counts",
     "measure_window",
     "merge_drift",
-    "render_html",
     "run_monitoring",
-    "svg_line_chart",
 ]

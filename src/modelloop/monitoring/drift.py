@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from modelloop.stats import FeatureCounts, count_frame
 from modelloop.stats.distance import DEFAULT_THRESHOLDS, is_drift, measure
 from modelloop.stats.variability import adaptive_threshold
+from modelloop.store.logs import PREDICTION
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 
     from modelloop.config import MonitoringConfig
 
-#: The measures kept per feature, in the order a report shows them.
-MEASURES = ("psi", "jensen_shannon", "wasserstein", "chi2")
+#: Each measure as people read it, in messages and tables.
+METHOD_NAMES = {"psi": "PSI", "jensen_shannon": "Jensen-Shannon", "wasserstein": "Wasserstein (normed)",
+                "chi2": "chi²"}
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,6 @@ class DriftRules:
         self,
         name: str,
         measures: Mapping[str, float | None],
-        feature: Mapping[str, Any],
         *,
         variability: Mapping[str, Any] | None,
         reference: str,
@@ -198,7 +199,7 @@ def drift_from_counts(
     ignored: list[str] = []
     for name, feature in profile.get("features", {}).items():
         found = counts.get(name)
-        if found is None or name == PREDICTION_KEY:  # the output is judged apart, below
+        if found is None or name == PREDICTION:  # the output is judged apart, below
             continue
         if rules.ignored(str(name)):
             ignored.append(str(name))
@@ -208,7 +209,7 @@ def drift_from_counts(
                            (references or {}).get(str(name)))
         )
     prediction = None
-    predicted = counts.get(PREDICTION_KEY)
+    predicted = counts.get(PREDICTION)
     if "prediction" in profile and predicted is not None:
         prediction = replace(
             _feature_drift("prediction", profile["prediction"], predicted, n_rows, rules,
@@ -219,10 +220,6 @@ def drift_from_counts(
         features=_worst_first(results), threshold=threshold, n_rows=n_rows, ignored=ignored,
         prediction=prediction,
     )
-
-
-#: The key of the model's output among a window's counts (the log's prediction column).
-PREDICTION_KEY = "_prediction"
 
 
 def _feature_drift(
@@ -247,7 +244,7 @@ def _feature_drift(
         # No rows means no evidence of drift, not the maximal drift that PSI of zeros would give.
         measures = {"psi": 0.0, "jensen_shannon": 0.0}
     method, value, threshold, source, drifted = rules.judge(
-        name, measures, feature, variability=variability, reference=kind
+        name, measures, variability=variability, reference=kind
     )
     return FeatureDrift(
         feature=name,

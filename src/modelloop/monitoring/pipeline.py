@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from modelloop.config import ProjectConfig
 from modelloop.files import write_atomically
 from modelloop.monitoring.breaches import Breach, BreachKind
-from modelloop.monitoring.drift import DriftResult, DriftRules, drift_from_counts, merge_drift
+from modelloop.monitoring.drift import METHOD_NAMES, DriftResult, DriftRules, drift_from_counts, merge_drift
 from modelloop.monitoring.window import WindowStats, count_period, measure_window, with_prediction
 from modelloop.stats import quality_from_counts
 from modelloop.stats.metrics import ESTIMABLE, TASK_METRICS
@@ -261,18 +261,17 @@ def _drift_breaches(result: MonitoringResult, config: ProjectConfig) -> None:
             relation = "<" if item.method == "chi2" else ">"
             what = "p-value" if item.method == "chi2" else ""
             message = (
-                f"drift: {item.feature} {_METHOD_NAMES[item.method]}{what and ' ' + what} "
+                f"drift: {item.feature} {METHOD_NAMES[item.method]}{what and ' ' + what} "
                 f"{item.value:.3g} {relation} {item.threshold:.3g} ({item.threshold_source} threshold"
                 f"{'' if item.reference == 'training' else ', against ' + item.reference.replace('_', ' ')})"
             )
             result.breaches.append(Breach(BreachKind.DRIFT, message, subject=item.feature,
                                           detail={"method": item.method, "value": item.value,
                                                   "threshold": item.threshold}))
-    counted = drift.counted
+    counted, share = drift.counted, drift.share_drifted
     drifted = [f for f in counted if f.drifted]
-    share = len(drifted) / len(counted) if counted else 0.0
     if counted and share > mon.drift_share:
-        top = ", ".join(f"{f.feature} ({_METHOD_NAMES[f.method]} {f.value:.2f})" for f in drifted)
+        top = ", ".join(f"{f.feature} ({METHOD_NAMES[f.method]} {f.value:.2f})" for f in drifted)
         left_out = [f.feature for f in drift.features if not f.counted]
         seasonal = f"; not counted: {', '.join(left_out)}" if left_out else ""
         result.drift_alarm = (
@@ -513,5 +512,3 @@ def _report_paths(result: MonitoringResult, reports_dir: Path) -> MonitoringResu
 
 
 _YEAR = Duration(months=12)
-_METHOD_NAMES = {"psi": "PSI", "jensen_shannon": "Jensen-Shannon", "wasserstein": "Wasserstein (normed)",
-                 "chi2": "chi²"}

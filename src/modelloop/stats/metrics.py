@@ -1,5 +1,5 @@
 """The metrics, computed the same way in training, gating and monitoring: with numpy on arrays
-(`score`), and in SQL where the labelled rows are (`score_sql`, for monitoring, whose labelled
+(`score`), and in SQL where the labelled rows are (`scores_sql`, for monitoring, whose labelled
 rows stay in DuckDB however many there are).
 
 Why not scikit-learn: monitoring runs on every window and must start fast; importing
@@ -236,20 +236,10 @@ _CHECKS = (
 )
 
 
-def score_sql(metric: str, rows: str) -> str:
-    """SQL giving one row for `score_from_row`: the rows, the missing or infinite labels and
-    predictions, whether there are two labels or more (2) or one (1), and the metric over
-    `rows` (a table, a view or a parenthesized query with columns `y` and `p`, both DOUBLE)."""
-    _check_metrics([metric])
-    return (
-        f"WITH r AS (SELECT 0 AS g, y, p FROM {rows}) "
-        f"SELECT count(*), {_CHECKS}, (SELECT v FROM ({_SQL[metric]})) FROM r"
-    )
-
-
 def score_from_row(metric: str, row: tuple[Any, ...] | None) -> float | None:
-    """The metric from `score_sql`'s row, with `score`'s rules: None on no rows or one class
-    where both are needed; a DataError naming missing labels or predictions."""
+    """The metric from a row of `scores_sql` (its checks, then the value), with `score`'s rules:
+    None on no rows or one class where both are needed; a DataError naming missing labels or
+    predictions."""
     if row is None or not row[0]:
         return None
     for what, bad in (("labels", row[1]), ("predictions", row[2])):
