@@ -14,6 +14,8 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 #: What shows in place of a password.
 MASK = "***"
+#: The origin of an artifact store a tracking server manages (its own setting, not ours).
+SERVER_ARTIFACTS = "tracking server"
 
 
 class BackendKind(StrEnum):
@@ -141,19 +143,37 @@ class Backends:
     def all(self) -> list[Backend]:
         return [self.tracking, self.artifacts, self.metadata, self.logs]
 
+    @property
+    def artifact_root(self) -> str | None:
+        """Where a new experiment keeps its artifacts; None: where the tracking server says."""
+        return None if self.artifacts.origin == SERVER_ARTIFACTS else self.artifacts.url
+
 
 
 def resolve_backends(home: Path) -> Backends:
     """The backends the environment names, else the embedded defaults under `home`:
     $MODELLOOP_TRACKING_URI (MLflow tracking and registry), $MODELLOOP_DB_URL (modelloop's
-    metadata), $MODELLOOP_STORAGE (the prediction and label logs); MLflow's artifacts go to
-    `home/mlartifacts`."""
-    artifacts = (home / "mlartifacts").as_uri()
+    metadata), $MODELLOOP_STORAGE (the prediction and label logs, the reports).
+
+    MLflow's artifacts: a tracking server (`http://...`) keeps them where it was started to
+    (its `--artifacts-destination` or `--default-artifact-root`), as every client of a shared
+    server does; else they go beside the logs on object storage (`$MODELLOOP_STORAGE/mlartifacts`
+    for `s3://...`), else to `home/mlartifacts`."""
+    tracking = _from_env("tracking", "MODELLOOP_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    logs = _from_env("logs", "MODELLOOP_STORAGE", str(home))
+    if tracking.kind is BackendKind.HTTP:
+        artifacts = Backend("artifacts", BackendKind.HTTP, tracking.url, SERVER_ARTIFACTS)
+    elif logs.kind is BackendKind.S3:
+        root = logs.url.rstrip("/") + "/mlartifacts"
+        artifacts = Backend("artifacts", BackendKind.S3, root, logs.origin)
+    else:
+        root = (home / "mlartifacts").as_uri()
+        artifacts = Backend("artifacts", kind_of(root), root, "default")
     return Backends(
-        tracking=_from_env("tracking", "MODELLOOP_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
-        artifacts=Backend("artifacts", kind_of(artifacts), artifacts, "default"),
+        tracking=tracking,
+        artifacts=artifacts,
         metadata=_from_env("metadata", "MODELLOOP_DB_URL", f"sqlite:///{home / 'modelloop.db'}"),
-        logs=_from_env("logs", "MODELLOOP_STORAGE", str(home)),
+        logs=logs,
     )
 
 

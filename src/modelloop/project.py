@@ -811,7 +811,7 @@ def open_project(
     backends = resolve_backends(home_dir)
     move = _settle_home(home_dir, config.name, backends)
     registry = MlflowRegistry(
-        backends.tracking.url, artifact_root=backends.artifacts.url, experiment=config.name
+        backends.tracking.url, artifact_root=backends.artifact_root, experiment=config.name
     )
     db = MetadataDB(backends.metadata.url, model=config.name)
     storage = backends.logs.url
