@@ -90,7 +90,7 @@ def session(master: str | None = None, *, app: str = "modelloop") -> SparkSessio
         for key, value in settings.items():
             builder = builder.config(key, value)
         try:
-            spark = builder.getOrCreate()
+            spark: SparkSession = builder.getOrCreate()
         except Exception as exc:  # the JVM did not start: no Java, a bad master, a bad setting
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelloopError(f"cannot start Spark (master {wanted}): {reason}") from exc
