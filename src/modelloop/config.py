@@ -317,6 +317,15 @@ class MonitoringConfig(_Section):
     )
     max_segments: int = Field(default=20, ge=1, description="values per segment column, largest first")
     quality: QualityLimits = Field(default_factory=lambda: QualityLimits())
+    engine: Literal["local", "spark"] = Field(
+        default="local",
+        description="what computes a window's statistics over the prediction log: local "
+        "(DuckDB) or spark (the same statistics on Spark, pip install 'modelloop[spark]')",
+    )
+    spark_master: str | None = Field(
+        default=None,
+        description="engine spark: the Spark master (default $MODELLOOP_SPARK_MASTER, else local[*])",
+    )
 
 
 class RetrainingConfig(_Section):

@@ -68,9 +68,16 @@ class _Failed(Exception):
         self.problem = problem
 
 
+#: MLflow's error codes for a tracking server that refuses the caller (HTTP 401 and 403).
+_DENIED = frozenset({"UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED", "PERMISSION_DENIED"})
+
+
 def _problem_of(exc: BaseException) -> Problem:
     if isinstance(exc, _Failed):
         return exc.problem
+    status = getattr(getattr(exc, "response", None), "status_code", None)  # an HTTP answer
+    if getattr(exc, "error_code", None) in _DENIED or status in (401, 403):
+        return "permission denied"
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, FileNotFoundError):
@@ -142,6 +149,40 @@ def _reach(url: str) -> None:
         raise _Failed("cannot connect", f"{host}:{port}: {exc.strerror or exc}") from None
 
 
+def _storage_probe(backend: Backend, *folders: str) -> str:
+    """Write, read back and delete a small file in `folders` under the backend: a local folder or
+    an s3:// location."""
+    if backend.kind is BackendKind.S3:
+        return _s3_probe(backend.url, *folders)
+    return _write_probe(_local_path(backend).joinpath(*folders))
+
+
+#: What the doctor calls each trouble object storage reports.
+_S3_PROBLEMS: dict[str, Problem] = {"bucket not found": "not found", "access denied": "permission denied",
+                                    "cannot connect": "cannot connect", "failed": "cannot write"}
+
+
+def _s3_probe(url: str, *folders: str) -> str:
+    """The same probe on object storage, through pyarrow's S3 client (as the logs use it)."""
+    from modelloop.store.s3 import S3Location, StorageError
+
+    location = S3Location(url).child(*folders)
+    name = f".modelloop-doctor-{uuid.uuid4().hex}"
+    try:
+        location.check_bucket()
+        location.put_bytes(name, b"modelloop doctor\n")
+        try:
+            if location.read_bytes(name) != b"modelloop doctor\n":
+                raise _Failed("cannot write", f"{location.url_of(name)} did not read back what was written")
+        finally:
+            location.delete(name)
+    except StorageError as exc:
+        raise _Failed(_S3_PROBLEMS[exc.trouble], str(exc)) from None
+    except FileNotFoundError:
+        raise _Failed("cannot read", f"{location.url_of(name)} was written but cannot be read") from None
+    return f"wrote, read back and deleted an object in {location.url}"
+
+
 def _local_path(backend: Backend) -> Path:
     if backend.kind is not BackendKind.FILE:
         raise _Failed("failed", f"checking a {backend.kind} {backend.title} is not supported yet")
@@ -172,13 +213,70 @@ def _tracking(backend: Backend, experiment: str) -> str:
     if backend.kind in NETWORK_KINDS:
         _reach(backend.url)
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
+    from modelloop.registry.mlflow import describe_failure, use_client_defaults
+
+    use_client_defaults()  # a server that answers 503 says so in seconds, not minutes
     client = MlflowClient(tracking_uri=backend.url, registry_uri=backend.url)
-    client.search_experiments(max_results=1)
-    found = client.get_experiment_by_name(experiment)
+    try:
+        client.search_experiments(max_results=1)
+        found = client.get_experiment_by_name(experiment)
+    except MlflowException as exc:
+        raise _Failed(_problem_of(exc), describe_failure(exc)) from None
     if found is None:
         return f"answers; experiment {experiment!r} not created yet (the first training creates it)"
     return f"answers; experiment {experiment!r} found"
+
+
+_STEP_PROBLEMS: dict[str, Problem] = {"write": "cannot write", "read": "cannot read", "delete": "failed"}
+
+
+def _server_artifacts(tracking: Backend, experiment: str) -> str:
+    """A tracking server's artifact store, the way training reaches it: a small file written
+    under the experiment's artifact location (through the server's proxy, `mlflow-artifacts:/`,
+    or straight to the store it names, such as s3://...), read back and deleted. Before the first
+    training there is no experiment yet: the server's proxy root is checked, where a new
+    experiment's artifacts go when the server serves them (`--serve-artifacts`, its default)."""
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from modelloop.registry.mlflow import describe_failure, use_client_defaults
+
+    _reach(tracking.url)
+    use_client_defaults()
+    client = MlflowClient(tracking_uri=tracking.url, registry_uri=tracking.url)
+    try:
+        found = client.get_experiment_by_name(experiment)
+    except MlflowException as exc:
+        reason = f"cannot read experiment {experiment!r}: {describe_failure(exc)}"
+        raise _Failed(_problem_of(exc), reason) from None
+    root = found.artifact_location if found is not None else "mlflow-artifacts:/"
+    where = f"{root} (experiment {experiment!r})" if found is not None else (
+        f"{root} (the server's proxy: experiment {experiment!r} is not created yet)")
+    repository: Any = get_artifact_repository(root, tracking_uri=tracking.url)  # MLflow: untyped
+    folder = f".modelloop-doctor-{uuid.uuid4().hex}"
+    step = "write"
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.txt"
+        probe.write_bytes(b"modelloop doctor\n")
+        try:
+            repository.log_artifact(str(probe), folder)
+            step = "read"
+            back = Path(repository.download_artifacts(f"{folder}/probe.txt", dst_path=tmp))
+            if back.read_bytes() != b"modelloop doctor\n":
+                raise _Failed("cannot read", f"a file written to {where} did not read back")
+            step = "delete"
+            repository.delete_artifacts(folder)
+        except (MlflowException, OSError) as exc:
+            problem = _problem_of(exc)
+            if problem in ("cannot write", "failed"):  # which: the step that failed says
+                problem = _STEP_PROBLEMS[step]
+            raise _Failed(problem, f"cannot {step} a file in {where}: {describe_failure(exc)}") from None
+    return f"wrote, read back and deleted a file in {where}"
 
 
 def _migrations(backend: Backend) -> str:
@@ -256,11 +354,13 @@ def diagnose(
     checks = [check("data source", lambda: _data(read_data, timestamp), listed["data"], DATA_SECONDS)]
     if tracking.kind is not BackendKind.MEMORY:
         checks.append(check("tracking store", lambda: _tracking(tracking, experiment), tracking))
-    if artifacts.kind is not BackendKind.MEMORY:
-        checks.append(check("artifact store", lambda: _write_probe(_local_path(artifacts)), artifacts))
+    if artifacts.kind is BackendKind.HTTP:  # the tracking server's own store, through it
+        checks.append(check("artifact store", lambda: _server_artifacts(tracking, experiment), artifacts))
+    elif artifacts.kind is not BackendKind.MEMORY:
+        checks.append(check("artifact store", lambda: _storage_probe(artifacts), artifacts))
     checks.append(check("migrations", lambda: _migrations(metadata), metadata))
     checks.append(check("metadata DB", lambda: _metadata(metadata, db), metadata))
     if logs.kind is not BackendKind.MEMORY:
         checks.append(check("prediction log storage",
-                            lambda: _write_probe(_local_path(logs) / "predictions" / experiment), logs))
+                            lambda: _storage_probe(logs, "predictions", experiment), logs))
     return checks

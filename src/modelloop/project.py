@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from modelloop.gate.modeltests import ModelTestRun
     from modelloop.home import Move
     from modelloop.serving.holder import ServedModel
+    from modelloop.store.s3 import S3Location
     from modelloop.training import TrainingResult
 
 DEFAULT_HOME = ".modelloop"
@@ -163,6 +164,16 @@ class Project:
     def reports_dir(self) -> Path:
         return self.home / "reports" / self.name
 
+    @property
+    def reports_copy(self) -> S3Location | None:
+        """Where reports are copied on object storage (`$MODELLOOP_STORAGE/reports/<name>`)."""
+        logs = self._backends.logs if self._backends is not None else None
+        if logs is None or logs.kind is not BackendKind.S3:
+            return None
+        from modelloop.store.s3 import S3Location
+
+        return S3Location(logs.url).child("reports", self.name)
+
     def backend_list(self) -> list[Backend]:
         """The backends in use, in the order status and doctor show them; a Project wired with
         in-process backends (no `backends=`) names them `memory`, its metadata DB by its URL."""
@@ -247,10 +258,27 @@ class Project:
         request = request or RunRequest()
         if gate:
             load_model_tests(self.project_dir)  # a malformed test file fails now, not in the gate
+        self._check_artifact_bucket()
         as_of = as_of or self.latest_data_time()
         with self.ledger.run("train", request, as_of=as_of, params={"gate": gate}) as run:
             result, decision = self._train(as_of, request, gate, run)
         return result, decision
+
+    def _check_artifact_bucket(self) -> None:
+        """An artifact root on S3 whose bucket is missing or unreachable is named now: MLflow's
+        upload would fail only after training, with boto3's traceback."""
+        artifacts = self._backends.artifacts if self._backends is not None else None
+        if artifacts is not None and artifacts.kind is BackendKind.S3:
+            import importlib.util
+
+            from modelloop.store.s3 import S3Location
+
+            if importlib.util.find_spec("boto3") is None:
+                raise ModelloopError(
+                    f"MLflow's artifacts go to {artifacts.location}, which needs boto3: "
+                    "pip install 'modelloop[s3]'"
+                )
+            S3Location(artifacts.url).check_bucket()
 
     def _train(
         self, as_of: datetime, request: RunRequest, gate: bool, run: RunRecord
@@ -471,13 +499,15 @@ class Project:
                 outcome.trigger = self._retrain(kinds, reason, as_of, retrain, outcome)
                 run.produced["trigger"] = outcome.trigger
             # Written last, so the report says what the run led to: alerts, retraining, decision.
-            write_report(result, self.config, self.reports_dir, extra={
+            write_report(result, self.config, self.reports_dir, copy_to=self.reports_copy, extra={
                 "alerts": {"opened": changes.opened, "still_open": changes.still_open,
                            "resolved": changes.resolved},
                 "trigger": outcome.trigger,
                 "history": _history_points(history, result),
             })
             run.produced["report"] = str(result.report_html)
+            if result.report_url:
+                run.produced["report_url"] = result.report_url
         if self.config.alerts.webhooks:
             deliver_pending(self.db, self.config.alerts, budget_seconds=WEBHOOK_FLUSH_SECONDS)
         return outcome
@@ -725,12 +755,14 @@ class Project:
         *,
         version: int | None = None,
         engine: str = "local",
+        master: str | None = None,
         chunk_rows: int = 100_000,
         progress: Progress | None = None,
         request: RunRequest | None = None,
     ) -> ScoreSummary:
         """Score a CSV or Parquet file with `version` (default: the champion) through the server's
         own `predict`, so a batch and a request get the same numbers; recorded as a `score` run.
+        `engine` is `local` or `spark` (on `master`: see `modelloop.spark.master_of`).
 
         `input` and `output` default to the project file's `scoring` settings, which are relative
         to the project file. The run's as-of is left empty: the project's newest data time would
@@ -752,7 +784,7 @@ class Project:
                 f"no output for {source}: pass --out OUTPUT (.csv, .csv.gz, .parquet or .pq) "
                 "or set scoring.output in the project file"
             )
-        runner = get_engine(engine)
+        runner = get_engine(engine, master=master)
         # The user's own mistakes first, before the model is loaded (seconds) for nothing.
         file_format(source, "input")
         file_format(target, "output")
@@ -760,6 +792,10 @@ class Project:
             raise DataError(f"{source}: no such file" if not source.exists() else f"{source}: not a file")
         served = self.load_served_model(version)
         params = {"input": str(source), "output": str(target), "version": served.version, "engine": engine}
+        if engine == "spark":
+            from modelloop.spark import master_of
+
+            params["master"] = master_of(master)
         with self.ledger.run("score", request or RunRequest(), params=params) as run:
             summary = runner.score(source, target, model=served, chunk_rows=chunk_rows, progress=progress)
             run.produced.update(summary.to_dict())
@@ -771,6 +807,9 @@ class Project:
         self.reports_dir.mkdir(parents=True, exist_ok=True)
         path = self.reports_dir / name
         path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+        copy = self.reports_copy
+        if copy is not None:
+            copy.put_file(path, name)
         return path
 
 
@@ -815,19 +854,21 @@ def open_project(
     )
     db = MetadataDB(backends.metadata.url, model=config.name)
     storage = backends.logs.url
-    if storage.startswith("s3://"):
-        raise ModelloopError(
-            "MODELLOOP_STORAGE=s3://... is not supported yet in this version; use a local path"
-        )
+
     def log_store(kind: str) -> ParquetLogStore:
+        data = config.data
+        if backends.logs.kind is BackendKind.S3:
+            from modelloop.store.s3 import S3LogStore, local_cache
+
+            # The write-ahead log and a read cache stay on local disk, in the home.
+            return S3LogStore(
+                storage, local_cache(home_dir, storage), config.name, id_column=data.id_column,
+                timestamp_column=data.timestamp, target_column=data.target,
+                flush_interval=config.serving.log_flush, kind=kind,
+            )
         return ParquetLogStore(
-            storage,
-            config.name,
-            id_column=config.data.id_column,
-            timestamp_column=config.data.timestamp,
-            target_column=config.data.target,
-            flush_interval=config.serving.log_flush,
-            kind=kind,
+            storage, config.name, id_column=data.id_column, timestamp_column=data.timestamp,
+            target_column=data.target, flush_interval=config.serving.log_flush, kind=kind,
         )
 
     project = Project(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from modelloop.errors import ModelloopError, UsageError
@@ -28,6 +30,10 @@ DEFAULT_MASTER = "local[*]"
 #: Extra Spark settings, `key=value` separated by commas or newlines.
 CONF_VARIABLE = "MODELLOOP_SPARK_CONF"
 MASTER_VARIABLE = "MODELLOOP_SPARK_MASTER"
+
+#: What PySpark warns on import under pandas 3 (a message pattern for `warnings.filterwarnings`);
+#: modelloop hands Spark Arrow data and never uses pandas through PySpark's pandas API.
+PYSPARK_PANDAS_WARNING = "PySpark does not yet fully support pandas"
 
 _lock = threading.Lock()
 
@@ -57,6 +63,8 @@ def session(master: str | None = None, *, app: str = "modelloop") -> SparkSessio
 
     A session already running with another master is refused rather than silently reused.
     """
+    # Process-wide, and only this one message: PySpark repeats it on every conversion.
+    warnings.filterwarnings("ignore", PYSPARK_PANDAS_WARNING, FutureWarning)
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -81,6 +89,9 @@ def session(master: str | None = None, *, app: str = "modelloop") -> SparkSessio
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.execution.arrow.pyspark.enabled": "true",
+            # Not a `spark-warehouse/` folder in the user's working folder (temporary views and
+            # cached tables make Spark create one).
+            "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "modelloop-spark-warehouse"),
         }
         if wanted.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

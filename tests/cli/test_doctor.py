@@ -161,3 +161,16 @@ def test_a_broken_project_file_is_a_failed_check_naming_it(tmp_path: Path) -> No
     assert code == 1 and [check["name"] for check in report["checks"]] == ["project file"]
     [check] = report["checks"]
     assert not check["ok"] and str(broken) in check["detail"] and "not valid YAML" in check["detail"]
+
+
+def test_a_failing_command_never_prints_a_backend_password(project_file: Path, healthy_home: Path) -> None:
+    # A tracking server nobody listens on: MLflow's error quotes the URL it was given, password
+    # and all; the CLI masks it.
+    url = f"http://alice:pa55word@127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    result = _invoke("status", "--project", str(project_file), "--home", str(healthy_home),
+                     env={"MODELLOOP_TRACKING_URI": url})
+    assert time.monotonic() - started < 60
+    assert result.exit_code == 1, result.output
+    assert "error:" in result.output and "pa55word" not in result.output
+    assert "alice:***@127.0.0.1" in result.output

@@ -98,6 +98,6 @@ def test_a_failed_job_is_recorded_with_its_reason(
 
 def test_unknown_engine_fails_before_any_work(served_project: Project, tmp_path: Path) -> None:
     project = scoring_project(served_project, tmp_path, {})
-    with pytest.raises(ModelloopError, match=r"--engine spark: .*not available yet"):
-        project.score(tmp_path / "in.csv", tmp_path / "out.csv", engine="spark")
+    with pytest.raises(ModelloopError, match=r"--engine 'dask': no such engine"):
+        project.score(tmp_path / "in.csv", tmp_path / "out.csv", engine="dask")
     assert project.db.runs() == []

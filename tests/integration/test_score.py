@@ -126,10 +126,8 @@ def test_a_bad_row_is_one_clear_line_and_leaves_no_output(trained: dict[str, Any
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (
-            ["--engine", "spark", "batch.csv", "--out", "x.csv"],
-            "--engine spark: the spark engine is not available yet",
-        ),
+        (["--engine", "dask", "batch.csv", "--out", "x.csv"], "--engine 'dask': no such engine"),
+        (["--master", "local[2]", "batch.csv", "--out", "x.csv"], "--master is Spark's"),
         ([], "nothing to score: pass the file"),
         (["batch.csv"], "pass --out OUTPUT"),
         (["batch.csv", "--out", "x.json"], "cannot tell the output's format"),

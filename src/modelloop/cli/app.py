@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from modelloop.errors import ModelloopError, UsageError
@@ -60,10 +61,24 @@ def _run(action: Callable[[], T]) -> T:
     try:
         return action()
     except ModelloopError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        message = escape(_scrubbed(str(exc)))
+        errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _scrubbed(text: str) -> str:
+    """`text` with the password of every backend URL the environment names masked: an error
+    from a driver or MLflow may quote the URL it was given."""
+    import os
+
+    from modelloop.backends import MASK, secrets_of
+
+    for variable in ("MODELLOOP_TRACKING_URI", "MODELLOOP_DB_URL", "MODELLOOP_STORAGE"):
+        for secret in secrets_of(os.environ.get(variable, "")):
+            text = text.replace(secret, MASK)
+    return text
 
 
 def _request(trigger: str) -> Any:
@@ -780,6 +795,8 @@ def monitor(
     if outcome.decision:
         _print_decision(outcome.decision.to_dict())
     console.print(f"report: {result.report_html}")
+    if result.report_url:
+        console.print(f"report copied to {result.report_url}", highlight=False)
 
 
 @app.command()
@@ -798,8 +815,15 @@ def score(
         int | None, typer.Option("--version", min=1, help="model version (default: the champion)")
     ] = None,
     engine: Annotated[
-        str, typer.Option("--engine", help="where to score: local (spark is planned)")
+        str, typer.Option("--engine", help="where to score: local (this process) or spark")
     ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master",
+            help="Spark's master with --engine spark (default: $MODELLOOP_SPARK_MASTER, else local[*])",
+        ),
+    ] = None,
     chunk_rows: Annotated[
         int, typer.Option("--chunk-rows", min=1, help="rows per chunk: memory follows it")
     ] = 100_000,
@@ -812,6 +836,7 @@ def score(
 
     The same predictions as `modelloop serve` for the same rows. A row that breaks the data
     contract stops the job, naming the column and the rows, and leaves nothing at OUTPUT.
+    With --engine spark, Spark's executors score it through MLflow's spark_udf (same numbers).
     """
     proj = _open(project, home)
 
@@ -822,6 +847,7 @@ def score(
                 out,
                 version=version,
                 engine=engine,
+                master=master,
                 chunk_rows=chunk_rows,
                 progress=progress,
                 request=_request(trigger),

@@ -9,6 +9,7 @@ real, not errors.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import pandas as pd
 
 from modelloop.config import DataConfig
 from modelloop.data.model_input import as_text
+from modelloop.spark import PYSPARK_PANDAS_WARNING
 
 ROLES = ("numeric", "categorical", "id", "timestamp", "target")
 
@@ -127,7 +129,11 @@ class Contract:
 
     def pandera_schema(self, *, serving: bool) -> Any:
         """The pandera schema: in serving, only features are required (no target, id optional)."""
-        import pandera.pandas as pa
+        with warnings.catch_warnings():
+            # With PySpark installed (the spark extra), pandera imports pyspark.pandas, which
+            # warns about pandas 3; modelloop never uses pandas through it.
+            warnings.filterwarnings("ignore", PYSPARK_PANDAS_WARNING, FutureWarning)
+            import pandera.pandas as pa
 
         columns: dict[str, Any] = {}
         for rule in self.columns:

@@ -1,4 +1,4 @@
-"""Batch-scoring engines: the port, the local engine, and the shared checks every engine passes."""
+"""Batch-scoring engines: the port, the local and Spark engines, and the checks engines share."""
 
 from __future__ import annotations
 
@@ -15,20 +15,21 @@ from modelloop.engines.checks import check_engine
 from modelloop.engines.local import LocalEngine, file_format
 from modelloop.errors import UsageError
 
-#: Engines that exist today, and those planned (named in the error, so a user knows it is coming).
-ENGINES = ("local",)
-PLANNED = ("spark",)
+#: The engines `--engine` names.
+ENGINES = ("local", "spark")
 
 
-def get_engine(name: str) -> ScoringEngine:
-    """The engine called `name` (`--engine`)."""
+def get_engine(name: str, *, master: str | None = None) -> ScoringEngine:
+    """The engine called `name` (`--engine`); `master` is Spark's (see `modelloop.spark`)."""
     if name == "local":
+        if master is not None:
+            raise UsageError("--master is Spark's: pass it with --engine spark")
         return LocalEngine()
-    if name in PLANNED:
-        raise UsageError(
-            f"--engine {name}: the {name} engine is not available yet in this version; "
-            "use --engine local (the default)"
-        )
+    if name == "spark":
+        # Imported here: PySpark is an extra, and its absence is told when the session starts.
+        from modelloop.engines.spark import SparkEngine
+
+        return SparkEngine(master)
     raise UsageError(f"--engine {name!r}: no such engine; choose one of: {', '.join(ENGINES)}")
 
 

@@ -2,7 +2,8 @@
 versions that served it, plus the primary metric on the rows whose labels have arrived.
 
 The window is measured where the log lives (`modelloop.monitoring.window`): the rows, labelled
-or not, stay in DuckDB, and only aggregates come back. Nothing here imports MLflow
+or not, stay in DuckDB (or Spark, `monitoring.engine: spark`), and only aggregates come back.
+Nothing here imports MLflow
 or scikit-learn: the reference profiles come from the caller (`profiles`), e.g. a local cache.
 """
 
@@ -27,6 +28,7 @@ from modelloop.timeutil import Duration, format_duration
 if TYPE_CHECKING:
     from modelloop.registry import Registry
     from modelloop.store import LogStore
+    from modelloop.store.s3 import S3Location
 
 #: A model version's reference profile (`profile.json`), by version number.
 ProfileSource = Callable[[int], Mapping[str, Any]]
@@ -67,6 +69,8 @@ class MonitoringResult:
                                                                "end": None, "note": None})
     report_json: Path | None = None
     report_html: Path | None = None
+    #: The HTML report's copy on object storage (`MODELLOOP_STORAGE=s3://...`), if any.
+    report_url: str | None = None
 
     @property
     def alert(self) -> bool:
@@ -102,6 +106,7 @@ class MonitoringResult:
             "alert": self.alert,
             "report_json": str(self.report_json) if self.report_json else None,
             "report_html": str(self.report_html) if self.report_html else None,
+            "report_url": self.report_url,
         }
 
 
@@ -130,6 +135,7 @@ def run_monitoring(
     reference = _once(_profile_source(config, registry, profiles))
     classifier = config.task == "classification"
     metric = config.evaluation.metric
+    spark = _spark(config)
     stats = logs.query(
         start,
         as_of,
@@ -149,6 +155,7 @@ def run_monitoring(
             max_segments=mon.max_segments,
             min_labelled=mon.min_labelled_rows,
         ),
+        spark=spark,
     )
     result = MonitoringResult(
         as_of=as_of,
@@ -167,7 +174,7 @@ def run_monitoring(
         return write_report(result, config, reports_dir) if write else _report_paths(result, reports_dir)
 
     rules = DriftRules(mon.drift_threshold, mon)
-    references = _log_references(config, logs, stats, result, rules, start, as_of)
+    references = _log_references(config, logs, stats, result, rules, start, as_of, spark)
     if references is not None and stats.latest_profile is not None:
         # A reference from the log is counted in the newest version's bins: one comparison.
         result.drift = drift_from_counts(
@@ -198,6 +205,7 @@ def _log_references(
     rules: DriftRules,
     start: datetime,
     as_of: datetime,
+    spark: Any,
 ) -> dict[str, tuple[str, Any]] | None:
     """The log's rows of the same period last year, or of the window before this one, counted
     in the newest version's bins, for the features that compare with them; None when every
@@ -223,7 +231,9 @@ def _log_references(
             four = Duration(months=mon.window.months * 4, fixed=mon.window.fixed * 4)
             length = mon.reference_window or four
             period = (start - length, start)
-        rows, counts = logs.query(period[0], period[1], lambda views: count_period(views, counted))
+        rows, counts = logs.query(
+            period[0], period[1], lambda views: count_period(views, counted), spark=spark
+        )
         shown = f"{kind.replace('_', ' ')} ({period[0]:%Y-%m-%d} to {period[1]:%Y-%m-%d})"
         if rows < mon.min_reference_rows:
             notes.append(
@@ -245,6 +255,15 @@ def _log_references(
         "note": "; ".join(notes) or None,
     }
     return found or None
+
+
+def _spark(config: ProjectConfig) -> Any:
+    """The Spark session that computes the statistics (`monitoring.engine: spark`), else None."""
+    if config.monitoring.engine != "spark":
+        return None
+    from modelloop import spark
+
+    return spark.session(config.monitoring.spark_master)
 
 
 def _drift_breaches(result: MonitoringResult, config: ProjectConfig) -> None:
@@ -487,20 +506,27 @@ def write_report(
     reports_dir: Path,
     *,
     extra: Mapping[str, Any] | None = None,
+    copy_to: S3Location | None = None,
 ) -> MonitoringResult:
     """Write the run's JSON and HTML reports; `extra` adds what the run led to (its alerts, the
-    retraining it fired and the gate's decision, earlier runs for the charts)."""
+    retraining it fired and the gate's decision, earlier runs for the charts). `copy_to`: object
+    storage that gets a copy of both (the local files stay, for the dashboard)."""
     from modelloop.reports import render_monitoring
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     _report_paths(result, reports_dir)
     assert result.report_json is not None and result.report_html is not None
+    if copy_to is not None:
+        result.report_url = copy_to.url_of(result.report_html.name)
     payload = {"model": config.name, **result.to_dict(), **(extra or {})}
     payload["metric"]["floor"] = config.monitoring.performance_floor
     payload["metric"]["direction"] = config.evaluation.direction
     text = json.dumps(payload, indent=2, default=str)
     write_atomically(result.report_json, text, what="monitoring report")
     write_atomically(result.report_html, render_monitoring(payload), what="monitoring report")
+    if copy_to is not None:
+        for path in (result.report_json, result.report_html):
+            copy_to.put_file(path, path.name)
     return result
 
 

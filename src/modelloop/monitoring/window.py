@@ -5,6 +5,9 @@ it, and joins the labels, over the log's own files.
 Only aggregates come back (bin counts per version, the metric): never the window's rows, nor
 its labelled rows. The numbers equal what the same statistics give on the window read into
 pandas (`modelloop.stats.count_frame`, `modelloop.stats.score`).
+
+The same queries run on Spark when the views are Spark's (`monitoring.engine: spark`): they are
+written once and asked for in the views' dialect (`modelloop.stats.dialect`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from modelloop.stats import FeatureCounts
+from modelloop.stats.dialect import Dialect, dialect
 from modelloop.stats.metrics import estimate_sql, read_estimates, read_scores, scores_sql
 from modelloop.stats.sql import CountQueries, DistinctValues, as_text, count_queries, numeric_bin, quote
 from modelloop.store.logs import LABEL_SEQ, MODEL_VERSION, PREDICTION, RECEIVED_AT, LogViews
@@ -88,6 +92,7 @@ def measure_window(
         segments: Columns whose values each get their own rows, labels and metrics.
     """
     connection = views.connection
+    sql = dialect(views.dialect)
     columns = views.columns(views.predictions)
     ident = quote(id_column)
     # Integer ids: their range lets the label scan skip files of other windows (Parquet stats).
@@ -120,6 +125,7 @@ def measure_window(
             columns,
             # One scan either way; the version is a key only when there are several.
             group=MODEL_VERSION if len(groups) > 1 else None,
+            dialect=sql,
         )
         if distinct.features:  # else no profiled feature was logged: nothing to count
             connection.execute(distinct.create(views.predictions))
@@ -133,9 +139,9 @@ def measure_window(
                 counted = _run(views, count_queries(own[version], distinct, version), bins_only=True)
             stats.versions.append(VersionCounts(version, count, own[version], counted))
         if PREDICTION in columns:
-            _count_predictions(views, stats, own, newest, several=len(groups) > 1)
+            _count_predictions(views, sql, stats, own, newest, several=len(groups) > 1)
     _join_labels(
-        views, columns, stats, id_column, timestamp, target, labelled_until, id_range,
+        views, sql, columns, stats, id_column, timestamp, target, labelled_until, id_range,
         metrics=list(dict.fromkeys([metric, *metrics])),
         segments=[s for s in segments if s in columns],
         max_segments=max_segments,
@@ -145,13 +151,14 @@ def measure_window(
             f"(SELECT CAST({PREDICTION} AS DOUBLE) AS p FROM {views.predictions} "
             f"WHERE {PREDICTION} IS NOT NULL)"
         )
-        row = connection.execute(estimate_sql(estimable, relation)).fetchone()
+        row = connection.execute(estimate_sql(estimable, relation, dialect=sql)).fetchone()
         stats.estimated = read_estimates(estimable, row)
     return stats
 
 
 def _count_predictions(
     views: LogViews,
+    sql: Dialect,
     stats: WindowStats,
     own: Mapping[int, Mapping[str, Any]],
     newest: int,
@@ -169,7 +176,7 @@ def _count_predictions(
     rows = views.connection.execute(
         f"SELECT g, b, count(*), min(v), max(v) FROM ("
         f"SELECT {MODEL_VERSION} AS g, CASE {per_version} END AS b, v "
-        f"FROM (SELECT {MODEL_VERSION}, {_PREDICTED} AS v FROM {views.predictions})) GROUP BY g, b"
+        f"FROM (SELECT {MODEL_VERSION}, {_predicted(sql)} AS v FROM {views.predictions})) GROUP BY g, b"
     ).fetchall()
     by_version: dict[int, list[tuple[int, int, float | None, float | None]]] = {}
     for g, b, n, low, high in rows:
@@ -183,8 +190,10 @@ def _count_predictions(
         stats.quality[PREDICTION] = _numeric_counts(wanted[newest], by_version.get(newest, []))
 
 
-#: The prediction as a number; a non-finite one is missing, as for numeric features.
-_PREDICTED = f"CASE WHEN isfinite(CAST({PREDICTION} AS DOUBLE)) THEN CAST({PREDICTION} AS DOUBLE) END"
+def _predicted(sql: Dialect) -> str:
+    """The prediction as a number; a non-finite one is missing, as for numeric features."""
+    number = f"CAST({PREDICTION} AS DOUBLE)"
+    return f"CASE WHEN {sql.finite(number)} THEN {number} END"
 
 
 def _numeric_counts(
@@ -207,6 +216,7 @@ def count_period(views: LogViews, profile: Mapping[str, Any]) -> tuple[int, dict
     """The rows of the `predictions` view, counted against `profile` whichever version served
     them: a reference taken from the log (the same period last year, an earlier window)."""
     connection = views.connection
+    sql = dialect(views.dialect)
     row = connection.execute(f"SELECT count(*) FROM {views.predictions}").fetchone()
     rows = int(row[0]) if row else 0
     if rows == 0:
@@ -216,14 +226,14 @@ def count_period(views: LogViews, profile: Mapping[str, Any]) -> tuple[int, dict
     names = tuple(str(name) for name in features if name in columns and name != PREDICTION)
     counts: dict[str, FeatureCounts] = {}
     if names:
-        distinct = DistinctValues(names, columns, table="_reference")
+        distinct = DistinctValues(names, columns, table="_reference", dialect=sql)
         connection.execute(distinct.create(views.predictions))
         counts = _run(views, count_queries({**profile, "features": {n: features[n] for n in names}},
                                            distinct), bins_only=True)
     if PREDICTION in features and PREDICTION in columns:
         found = connection.execute(
             f"SELECT b, count(*), min(v), max(v) FROM (SELECT {numeric_bin(features[PREDICTION], 'v')} "
-            f"AS b, v FROM (SELECT {_PREDICTED} AS v FROM {views.predictions})) GROUP BY b"
+            f"AS b, v FROM (SELECT {_predicted(sql)} AS v FROM {views.predictions})) GROUP BY b"
         ).fetchall()
         counts[PREDICTION] = _numeric_counts(features[PREDICTION], [tuple(r) for r in found])
     return rows, counts
@@ -250,6 +260,7 @@ def _run(views: LogViews, queries: CountQueries, *, bins_only: bool = False) -> 
 
 def _join_labels(
     views: LogViews,
+    sql: Dialect,
     columns: Mapping[str, str],
     stats: WindowStats,
     id_column: str,
@@ -268,8 +279,8 @@ def _join_labels(
     left, right = columns.get(id_column, "VARCHAR"), label_columns.get(id_column, "VARCHAR")
     # Ids compare as text ("42" is 42) unless both sides hold numbers of one kind.
     typed = left == right or (_base(left) in _INTEGERS and _base(right) in _INTEGERS)
-    key_p = f"p.{ident}" if typed else f"CAST(p.{ident} AS VARCHAR)"
-    key_l = ident if typed else f"CAST({ident} AS VARCHAR)"
+    key_p = f"p.{ident}" if typed else f"CAST(p.{ident} AS {sql.text_type})"
+    key_l = ident if typed else f"CAST({ident} AS {sql.text_type})"
     # Only labels that can match: the window's id range, when ids are numbers on both sides.
     within = (
         f"WHERE {ident} BETWEEN {id_range[0]} AND {id_range[1]} "
@@ -278,15 +289,14 @@ def _join_labels(
     )
     joined = (
         f"WITH latest AS (SELECT {key_l} AS k, "
-        # The newest (_received_at, _seq) wins, as one number (a struct compares slower); _seq,
-        # a row's place in one write, stays below 2**32.
-        f"arg_max({quote(target)}, epoch_us({RECEIVED_AT})::HUGEINT * 4294967296 + {LABEL_SEQ}) AS y "
+        # The newest (_received_at, _seq) wins.
+        f"{sql.latest(quote(target), RECEIVED_AT, LABEL_SEQ)} AS y "
         f"FROM {views.labels} {within}GROUP BY k) "
         # A missing prediction comes back as NaN, which the metric refuses by name.
         f"SELECT CAST(l.y AS DOUBLE) AS y, "
         f"COALESCE(CAST(p.{PREDICTION} AS DOUBLE), CAST('NaN' AS DOUBLE)) AS p, p.{quote(timestamp)} AS t"
         + "".join(
-            f", {_segment_text('p.' + quote(column), columns[column])} AS s{i}"
+            f", {_segment_text('p.' + quote(column), columns[column], sql)} AS s{i}"
             for i, column in enumerate(segments)
         )
         + f" FROM {views.predictions} AS p JOIN latest AS l ON {key_p} = l.k"
@@ -298,14 +308,15 @@ def _join_labels(
     ).fetchone()
     stats.eligible = int(row[0]) if row else 0
     # The labelled rows stay in DuckDB, kept once for every metric and segment read from them.
+    kept = "".join(f", s{i}" for i in range(len(segments)))
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE _labelled AS SELECT * EXCLUDE (t) FROM ({joined}) WHERE t <= {cutoff}"
+        sql.create_table("_labelled", f"SELECT y, p{kept} FROM ({joined}) WHERE t <= {cutoff}")
     )
-    scored = connection.execute(scores_sql(metrics, "_labelled")).fetchall()
+    scored = connection.execute(scores_sql(metrics, "_labelled", dialect=sql)).fetchall()
     [(labelled, found)] = read_scores(metrics, scored)
     stats.labelled, stats.metrics = int(labelled), found
     for i, column in enumerate(segments):
-        _segments(views, stats, column, f"s{i}", columns[column], metrics, max_segments)
+        _segments(views, sql, stats, column, f"s{i}", columns[column], metrics, max_segments)
     if stats.labelled == 0:
         row = connection.execute(f"SELECT count(*) FROM ({joined})").fetchone()
         stats.arrived = int(row[0]) if row else 0
@@ -315,6 +326,7 @@ def _join_labels(
 
 def _segments(
     views: LogViews,
+    sql: Dialect,
     stats: WindowStats,
     column: str,
     key: str,
@@ -324,7 +336,7 @@ def _segments(
 ) -> None:
     """Rows, labelled rows and metrics per value of `column`, its largest values first."""
     connection = views.connection
-    text = _segment_text(quote(column), duckdb_type)
+    text = _segment_text(quote(column), duckdb_type, sql)
     sizes = connection.execute(
         f"SELECT {text} AS v, count(*) AS n FROM {views.predictions} GROUP BY v "
         f"ORDER BY n DESC, v LIMIT {int(max_segments)}"
@@ -332,7 +344,7 @@ def _segments(
     scored: dict[Any, tuple[int, dict[str, float | None]]] = {}
     if stats.labelled and metrics:
         grouped = f"(SELECT {key} AS g, y, p FROM _labelled)"
-        rows = connection.execute(scores_sql(metrics, grouped, group="g")).fetchall()
+        rows = connection.execute(scores_sql(metrics, grouped, group="g", dialect=sql)).fetchall()
         for value, n, found in read_scores(metrics, rows, grouped=True):
             scored[value] = (n, found)
     for value, rows in sizes:
@@ -342,8 +354,8 @@ def _segments(
         )
 
 
-def _segment_text(column: str, duckdb_type: str) -> str:
-    return f"COALESCE({as_text(column, duckdb_type)}, '(missing)')"
+def _segment_text(column: str, duckdb_type: str, sql: Dialect) -> str:
+    return f"COALESCE({as_text(column, duckdb_type, sql)}, '(missing)')"
 
 
 def _base(duckdb_type: str) -> str:

@@ -7,6 +7,7 @@ for an alias); anything else (a tracking server that does not answer, a broken s
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -34,6 +35,24 @@ _MODEL_INPUT_MODULE = "modelloop_model_input.py"
 
 T = TypeVar("T")
 
+#: MLflow's client settings modelloop uses unless the environment sets them. MLflow's defaults
+#: retry a tracking server that does not answer for about four minutes (made for rate limits),
+#: so a command against a server that is down would hang that long before saying so; and MLflow
+#: prints each run's URL to stdout, where `--json` output must be alone.
+CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+def use_client_defaults() -> None:
+    """Set `CLIENT_DEFAULTS` in the environment, where MLflow reads them on each request; a
+    value the user set is kept."""
+    for variable, value in CLIENT_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
+
 
 class _PyfuncPredictor:
     """A loaded version, predicting through the pyfunc's own code (normalisation included).
@@ -42,13 +61,45 @@ class _PyfuncPredictor:
     only says which columns are required, and modelloop's contract has checked those already.
     """
 
-    def __init__(self, pyfunc: Any) -> None:
+    def __init__(self, pyfunc: Any, *, uri: str = "", point: Callable[[], None] | None = None) -> None:
         self.pyfunc = pyfunc
         self._model = pyfunc.unwrap_python_model()
+        self.uri = uri
+        self._point = point
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         result: np.ndarray = self._model.predict_frame(frame)
         return result
+
+    def spark_udf(self, spark: Any) -> Callable[[Mapping[str, Any]], Any]:
+        """This version as a Spark UDF: `mlflow.pyfunc.spark_udf` ships the artifact to the
+        executors, whose Python workers run this interpreter (`env_manager="local"`) and the
+        pyfunc's own `predict`, normalisation included. The returned function takes the feature
+        columns by name and gives a Column of doubles."""
+        import logging
+
+        import mlflow
+
+        if self._point is not None:
+            self._point()
+        # MLflow warns that "local" does not rebuild the training environment: here it is this
+        # very interpreter, the one the local engine and the server score with.
+        loggers = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models.flavor_backend_registry")]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            udf = mlflow.pyfunc.spark_udf(spark, self.uri, result_type="double", env_manager="local")
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+        names: list[str] = list(udf.metadata.get_input_schema().input_names())
+
+        def apply(columns: Mapping[str, Any]) -> Any:
+            # Passed by position, in the signature's order (MLflow names them from it).
+            return udf(*(columns[name] for name in names))
+
+        return apply
 
 
 class MlflowRegistry:
@@ -79,6 +130,7 @@ class MlflowRegistry:
         them to this store before each, in case another registry in the process moved them."""
         import mlflow
 
+        use_client_defaults()
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
 
@@ -101,9 +153,13 @@ class MlflowRegistry:
                 if absent is not None:
                     return absent()
                 raise NotFound(missing or f"{what}: not found in the registry") from None
-            raise BackendError(f"the model registry at {self.tracking_uri} failed ({what}): {exc}") from exc
+            raise BackendError(
+                f"the model registry at {self.tracking_uri} failed ({what}): {describe_failure(exc)}"
+            ) from exc
         except (OSError, ConnectionError) as exc:
-            raise BackendError(f"the model registry at {self.tracking_uri} failed ({what}): {exc}") from exc
+            raise BackendError(
+                f"the model registry at {self.tracking_uri} failed ({what}): {describe_failure(exc)}"
+            ) from exc
 
     def ensure_store(self) -> None:
         """Create (migrate) the store now, before any second process opens it at the same time."""
@@ -132,9 +188,15 @@ class MlflowRegistry:
             tags=dict(mv.tags or {}),
             aliases=tuple(getattr(mv, "aliases", []) or ()),
             created_at=created,
+            description=mv.description or None,
         )
 
     def register(self, record: TrainingRecord) -> ModelVersion:
+        # A run is many calls (params, metrics, artifacts, the model): any of them may fail on a
+        # tracking server, and a failure half-way is the registry's error like any other.
+        return self._call(f"log the training run of {record.name!r}", lambda: self._register(record))
+
+    def _register(self, record: TrainingRecord) -> ModelVersion:
         import warnings
 
         import joblib
@@ -200,8 +262,11 @@ class MlflowRegistry:
             )
             mv = self._call(
                 f"register a version of {record.name!r}",
+                # A tracking server checks a `models:/m-...` source against its logged model
+                # (a local store does not): the id must come with it.
                 lambda: client.create_model_version(
-                    record.name, source=info.model_uri, run_id=run.info.run_id, tags=record.version_tags
+                    record.name, source=info.model_uri, run_id=run.info.run_id,
+                    tags=record.version_tags, model_id=info.model_id,
                 ),
             )
         return self.get_version(record.name, int(mv.version))
@@ -257,6 +322,12 @@ class MlflowRegistry:
                 ),
             )
 
+    def set_description(self, name: str, version: int, description: str) -> None:
+        self._call(
+            f"describe model {name!r} version {version}",
+            lambda: self._client.update_model_version(name, str(version), description=description),
+        )
+
     def load_predictor(self, name: str, version: int) -> Predictor:
         with self._lock:
             key = (name, version)
@@ -272,7 +343,9 @@ class MlflowRegistry:
                         f"load model {name!r} version {version}",
                         lambda: mlflow.pyfunc.load_model(f"models:/{name}/{version}"),
                     )
-                self._predictors[key] = _PyfuncPredictor(pyfunc)
+                self._predictors[key] = _PyfuncPredictor(
+                    pyfunc, uri=f"models:/{name}/{version}", point=self._point_mlflow_here
+                )
             return self._predictors[key]
 
     def read_json(self, name: str, version: int, artifact: str) -> Any:
@@ -298,6 +371,40 @@ class MlflowRegistry:
             lambda: client.log_dict(run_id, payload, artifact),
         )
         self._json[(name, version, artifact)] = payload
+
+
+#: MLflow's error codes for a tracking server that refuses the caller, by HTTP status.
+_REFUSED = {"UNAUTHENTICATED": 401, "CUSTOMER_UNAUTHORIZED": 401, "PERMISSION_DENIED": 403}
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What a failed MLflow call met, said plainly when it is a tracking server's answer (or its
+    silence); MLflow's own message otherwise. MLflow wraps the HTTP error it met, so the chain
+    is searched for it."""
+    import requests
+
+    chain: list[BaseException] = []
+    found: BaseException | None = exc
+    while found is not None and len(chain) < 5:
+        chain.append(found)
+        found = found.__cause__ or found.__context__
+    for error in chain:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        status = status or _REFUSED.get(str(getattr(error, "error_code", "")))
+        if status == 401:
+            return ("the server asks who you are (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to credentials it accepts")
+        if status == 403:
+            return ("the server refused these credentials (HTTP 403): the user in "
+                    "MLFLOW_TRACKING_USERNAME (or MLFLOW_TRACKING_TOKEN) lacks the permission")
+        if isinstance(error, requests.Timeout):
+            return "no answer within MLFLOW_HTTP_REQUEST_TIMEOUT seconds: is the server overloaded?"
+        if isinstance(error, requests.ConnectionError):
+            return "cannot connect: is the tracking server running, and is the URI right?"
+        if isinstance(error, requests.exceptions.RetryError):
+            reason = getattr(error.args[0] if error.args else None, "reason", None)
+            return f"the server kept failing after MLflow's retries ({reason or error})"
+    return str(exc)
 
 
 def _short(value: Any) -> str:

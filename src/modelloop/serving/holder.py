@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,19 @@ class ServedModel:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.predictor.predict(frame), dtype="float64").ravel()
+
+    def spark_udf(self, spark: Any) -> Callable[[Mapping[str, Any]], Any]:
+        """This version as a Spark UDF (see `modelloop.engines.spark`); only a registry that can
+        ship its artifact to Spark's executors (MLflow's) gives one."""
+        make = getattr(self.predictor, "spark_udf", None)
+        if make is None:
+            raise ModelloopError(
+                f"model {self.name!r} version {self.version} cannot run on Spark: its registry "
+                f"({type(self.predictor).__name__}) cannot ship it to Spark's executors; "
+                "use --engine local"
+            )
+        udf: Callable[[Mapping[str, Any]], Any] = make(spark)
+        return udf
 
 
 def load_served_model(

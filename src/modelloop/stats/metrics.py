@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from modelloop.errors import DataError
+from modelloop.stats.dialect import DUCKDB, Dialect
 from modelloop.stats.sql import quote
 
 #: Metrics that need both classes among the labels; on one class they are undefined (None).
@@ -166,13 +167,14 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 
 #: The SQL of each metric over a relation `r(g, y DOUBLE, p DOUBLE)`: one row `(g, v)` per group
 #: `g` (a constant when there are no groups). Where a metric is undefined (no rows, one class)
-#: the value is meaningless and `score_from_row` says None. Sums are Kahan sums (`fsum`): as
-#: close to numpy's pairwise sums as the tests need.
+#: the value is meaningless and `score_from_row` says None (a division by zero is guarded: Spark
+#: refuses one). Sums are Kahan sums (`fsum`; Spark's plain `sum`): as close to numpy's pairwise
+#: sums as the tests need.
 _SQL: dict[str, str] = {
     # Mann-Whitney over the distinct scores: positives (the larger label) outranking negatives,
     # ties counting half; the same sum of ranks as `average_ranks`, grouped.
     "roc_auc": """
-        SELECT g, fsum(pos * (below + neg / 2)) / (fsum(pos) * fsum(neg)) AS v FROM (
+        SELECT g, fsum(pos * (below + neg / 2)) / nullif(fsum(pos) * fsum(neg), 0) AS v FROM (
             SELECT g, pos, neg,
                    fsum(neg) OVER (PARTITION BY g ORDER BY p ROWS UNBOUNDED PRECEDING) - neg AS below
             FROM (SELECT g, p, count(*) FILTER (WHERE y = top)::DOUBLE AS pos,
@@ -181,7 +183,7 @@ _SQL: dict[str, str] = {
         GROUP BY g""",
     # One recall step per distinct score, from the highest down.
     "average_precision": """
-        SELECT g, fsum(pos * tps / seen) / fsum(pos) AS v FROM (
+        SELECT g, fsum(pos * tps / seen) / nullif(fsum(pos), 0) AS v FROM (
             SELECT g, pos, fsum(pos) OVER w AS tps, fsum(n) OVER w AS seen
             FROM (SELECT g, p, count(*) FILTER (WHERE y = 1)::DOUBLE AS pos, count(*)::DOUBLE AS n
                   FROM r GROUP BY g, p)
@@ -198,8 +200,9 @@ _SQL: dict[str, str] = {
         SELECT g, count(*) FILTER (WHERE (y = 1) = (p >= 0.5) AND y IN (0, 1))::DOUBLE / count(*)
                AS v
         FROM r GROUP BY g""",
+    # A double divisor: Spark reads `2.0` as a decimal, and a decimal quotient keeps 6 places.
     "f1": """
-        SELECT g, CASE WHEN 2 * tp + wrong = 0 THEN 0.0 ELSE 2.0 * tp / (2 * tp + wrong) END AS v
+        SELECT g, CASE WHEN 2 * tp + wrong = 0 THEN 0.0 ELSE 2 * tp / (2 * tp + wrong)::DOUBLE END AS v
         FROM (SELECT g, count(*) FILTER (WHERE y = 1 AND p >= 0.5) AS tp,
                      count(*) FILTER (WHERE (y = 1) <> (p >= 0.5)) AS wrong FROM r GROUP BY g)""",
     # The bin sums of `calibration_error`, with the same edges (a value on an edge goes below).
@@ -226,14 +229,15 @@ _SQL: dict[str, str] = {
 }
 
 
-#: The checks `score_from_row` and `read_scores` apply, per group: labels and predictions
-#: missing or infinite, and whether there are two labels or more (2) or one (1), found without a
-#: distinct count over every row (min < max).
-_CHECKS = (
-    "count(*) FILTER (WHERE y IS NULL OR NOT isfinite(y)), "
-    "count(*) FILTER (WHERE p IS NULL OR NOT isfinite(p)), "
-    "CASE WHEN min(y) < max(y) THEN 2 ELSE 1 END"
-)
+def _checks(dialect: Dialect) -> str:
+    """The checks `score_from_row` and `read_scores` apply, per group: labels and predictions
+    missing or infinite, and whether there are two labels or more (2) or one (1), found without
+    a distinct count over every row (min < max)."""
+    return (
+        f"count(*) FILTER (WHERE y IS NULL OR NOT {dialect.finite('y')}) AS _bad_y, "
+        f"count(*) FILTER (WHERE p IS NULL OR NOT {dialect.finite('p')}) AS _bad_p, "
+        "CASE WHEN min(y) < max(y) THEN 2 ELSE 1 END AS _classes"
+    )
 
 
 def score_from_row(metric: str, row: tuple[Any, ...] | None) -> float | None:
@@ -253,8 +257,11 @@ def score_from_row(metric: str, row: tuple[Any, ...] | None) -> float | None:
     return None if value is None else float(value)
 
 
-def scores_sql(metrics: Sequence[str], relation: str, *, group: str | None = None) -> str:
-    """One statement computing several metrics over `relation` (columns `y`, `p` and `group`).
+def scores_sql(
+    metrics: Sequence[str], relation: str, *, group: str | None = None, dialect: Dialect = DUCKDB
+) -> str:
+    """One statement computing several metrics over `relation` (columns `y`, `p` and `group`),
+    in `dialect`.
 
     Without `group` it gives one row, `(n, metric..., checks...)`; with it one row per value of
     the `group` column, `(g, n, metric..., checks...)`, ordered by that value. The three trailing
@@ -266,8 +273,8 @@ def scores_sql(metrics: Sequence[str], relation: str, *, group: str | None = Non
     # Aggregates without GROUP BY give a row even when there are no rows: n = 0, not no answer.
     grouping = " GROUP BY g" if group is not None else ""
     parts.append(f"_base AS (SELECT {'g' if group is not None else '0 AS g'}, count(*) AS n, "
-                 f"{_CHECKS} FROM r{grouping})")
-    parts += [f"_m{i} AS ({_SQL[metric]})" for i, metric in enumerate(metrics)]
+                 f"{_checks(dialect)} FROM r{grouping})")
+    parts += [f"_m{i} AS ({dialect.sums(_SQL[metric])})" for i, metric in enumerate(metrics)]
     values = "".join(f", _m{i}.v" for i in range(len(metrics)))
     joins = "".join(
         f" LEFT JOIN _m{i} ON _m{i}.g IS NOT DISTINCT FROM _base.g" for i in range(len(metrics))
@@ -276,7 +283,7 @@ def scores_sql(metrics: Sequence[str], relation: str, *, group: str | None = Non
     order = " ORDER BY _base.g" if group is not None else ""
     # The checks sit at the end, after the columns a reader of the rows cares about: #2..#4.
     return (
-        f"WITH {', '.join(parts)} SELECT {lead}_base.n{values}, _base.* EXCLUDE (g, n) "
+        f"WITH {', '.join(parts)} SELECT {lead}_base.n{values}, _base._bad_y, _base._bad_p, _base._classes "
         f"FROM _base{joins}{order}"
     )
 
@@ -363,7 +370,7 @@ _ESTIMATE_SQL: dict[str, str] = {
         SELECT fsum(pos * (below + neg / 2)) / nullif(fsum(pos) * fsum(neg), 0) FROM (
             SELECT pos, neg, fsum(neg) OVER (ORDER BY p ROWS UNBOUNDED PRECEDING) - neg AS below
             FROM (SELECT p, fsum(p) AS pos, fsum(1 - p) AS neg FROM r GROUP BY p))""",
-    "accuracy": "SELECT fsum(CASE WHEN p >= 0.5 THEN p ELSE 1 - p END) / count(*) FROM r",
+    "accuracy": "SELECT fsum(CASE WHEN p >= 0.5 THEN p ELSE 1 - p END) / nullif(count(*), 0) FROM r",
     "f1": """
         SELECT CASE WHEN 2 * tp + wrong = 0 THEN 0.0 ELSE 2 * tp / (2 * tp + wrong) END FROM (
             SELECT coalesce(fsum(p) FILTER (WHERE p >= 0.5), 0) AS tp,
@@ -371,11 +378,12 @@ _ESTIMATE_SQL: dict[str, str] = {
 }
 
 
-def estimate_sql(metrics: Sequence[str], relation: str) -> str:
+def estimate_sql(metrics: Sequence[str], relation: str, *, dialect: Dialect = DUCKDB) -> str:
     """SQL giving one row for `read_estimates`: the rows, the probabilities missing or
-    outside [0, 1], and each metric's estimate over `relation` (a column `p`, DOUBLE)."""
+    outside [0, 1], and each metric's estimate over `relation` (a column `p`, DOUBLE), in
+    `dialect`."""
     _check_estimable(metrics)
-    values = "".join(f", ({_ESTIMATE_SQL[metric]})" for metric in metrics)
+    values = "".join(f", ({dialect.sums(_ESTIMATE_SQL[metric])})" for metric in metrics)
     return (
         f"WITH r AS (SELECT p FROM {relation}) SELECT count(*), "
         f"count(*) FILTER (WHERE p IS NULL OR NOT (p >= 0 AND p <= 1)){values} FROM r"

@@ -10,7 +10,8 @@ size is a few hundred integers (`modelloop.stats.counts.FeatureCounts`), equal t
 nearest mass at or above a value first), intervals closed on the right, non-finite numbers and
 NaN missing, categories compared as text (`str()` of the value).
 
-Only SQL text is built here; the caller runs it (DuckDB is not imported).
+Only SQL text is built here, in DuckDB's dialect or Spark's (`modelloop.stats.dialect`); the
+caller runs it (neither engine is imported).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelloop.stats.counts import MAX_UNSEEN_LISTED, FeatureCounts, known_categories, tracks_unseen
+from modelloop.stats.dialect import DUCKDB, Dialect
 from modelloop.stats.profile import check_bins
 
 #: np.isclose's tolerances in `modelloop.stats.profile._numeric_counts`: the same here.
@@ -37,15 +39,18 @@ class DistinctValues:
 
     Attributes:
         features: The features to collapse, each a column of the rows.
-        types: Their DuckDB types (`DESCRIBE`), which say how a value reads as a number or text.
+        types: Their DuckDB types (`DESCRIBE`; Spark's named as DuckDB's), which say how a
+            value reads as a number or text.
         table: The temporary table `create` fills.
         group: A column to keep apart (the model version), or None for all rows as one.
+        dialect: The SQL dialect of the engine that runs these queries and `count_queries`'.
     """
 
     features: tuple[str, ...]
     types: Mapping[str, str]
     table: str = "_distinct"
     group: str | None = None
+    dialect: Dialect = DUCKDB
 
     def create(self, source: str) -> str:
         """The statement that fills `table` from `source` (a table, a view or a subquery)."""
@@ -54,10 +59,12 @@ class DistinctValues:
         inner = ", ".join([*group, *(f"{quote(n)} AS {k}" for n, k in zip(self.features, keys, strict=True))])
         prefix = "_g, " if self.group else ""
         sets = ", ".join(f"({prefix}{key})" for key in keys)
-        return (
-            f"CREATE OR REPLACE TEMP TABLE {self.table} AS "
-            f"SELECT {prefix}{', '.join(keys)}, GROUPING({', '.join(keys)}) AS _set, count(*) AS _n "
-            f"FROM (SELECT {inner} FROM {source}) GROUP BY GROUPING SETS ({sets})"
+        # The group is in every set, so its bit (the highest) is 0: Spark wants every key named.
+        grouped = ["_g", *keys] if self.group else keys
+        return self.dialect.create_table(
+            self.table,
+            f"SELECT {prefix}{', '.join(keys)}, {self.dialect.grouping(grouped)} AS _set, count(*) AS _n "
+            f"FROM (SELECT {inner} FROM {source}) GROUP BY GROUPING SETS ({sets})",
         )
 
     def values(self, name: str, group: Any = None, *, every_group: bool = False) -> str | None:
@@ -141,6 +148,7 @@ def count_queries(
     ranges: list[str] = []
     unseen: list[str] = []
     features: list[tuple[str, str, int]] = []
+    dialect = distinct.dialect
     for name, feature in profile.get("features", {}).items():
         values = distinct.values(str(name), group, every_group=every_group)
         if values is None:
@@ -149,30 +157,31 @@ def count_queries(
         kind = feature.get("kind")
         if kind == "numeric":
             number = as_number("x", distinct.types[name])
+            finite = _finite(number, dialect)
             n_bins = _numeric_bins(feature)
             bins.append(
                 f"SELECT {index} AS f, {numeric_bin(feature, 'v')} AS b, sum(n) AS n "
-                f"FROM (SELECT {_finite(number)} AS v, n FROM {values}) GROUP BY b"
+                f"FROM (SELECT {finite} AS v, n FROM {values}) GROUP BY b"
             )
             low, high = feature.get("min"), feature.get("max")
             below = f"sum(n) FILTER (WHERE v < {_double(low)})" if low is not None else "0"
             above = f"sum(n) FILTER (WHERE v > {_double(high)})" if high is not None else "0"
             ranges.append(
                 f"SELECT {index} AS f, {below}, {above}, min(v), max(v) "
-                f"FROM (SELECT {_finite(number)} AS v, n FROM {values})"
+                f"FROM (SELECT {finite} AS v, n FROM {values})"
             )
         elif kind == "categorical":
-            text = as_text("x", distinct.types[name])
+            text = as_text("x", distinct.types[name], dialect)
             n_bins = _categorical_bins(feature)
             bins.append(
-                f"SELECT {index} AS f, {category_bin(feature, 's')} AS b, sum(n) AS n "
+                f"SELECT {index} AS f, {category_bin(feature, 's', dialect)} AS b, sum(n) AS n "
                 f"FROM (SELECT {text} AS s, n FROM {values}) GROUP BY b"
             )
             if tracks_unseen(feature):
-                known = _string_list(known_categories(feature))
+                known = _string_list(known_categories(feature), dialect)
                 unseen.append(
                     f"(SELECT {index} AS f, s, sum(n) AS n FROM (SELECT {text} AS s, n FROM {values}) "
-                    f"WHERE s IS NOT NULL AND NOT list_contains({known}, s) "
+                    f"WHERE s IS NOT NULL AND NOT {dialect.contains(known, 's')} "
                     f"GROUP BY s ORDER BY n DESC, s LIMIT {MAX_UNSEEN_LISTED})"
                 )
         else:
@@ -196,7 +205,7 @@ def numeric_bin(feature: Mapping[str, Any], v: str) -> str:
     return f"CASE WHEN {v} IS NULL THEN {n_bins - 1} ELSE {placed} END"
 
 
-def category_bin(feature: Mapping[str, Any], s: str) -> str:
+def category_bin(feature: Mapping[str, Any], s: str, dialect: Dialect = DUCKDB) -> str:
     """The bin of `s` (text, or NULL for missing) in a categorical feature profile. When the
     profile stores every category, an unseen one gets the code one past the last bin."""
     top = [str(label) for label in list(feature["labels"])[:-2]]
@@ -205,9 +214,9 @@ def category_bin(feature: Mapping[str, Any], s: str) -> str:
     if tracks_unseen(feature):
         # A top category is known: only the rest need the membership test.
         rest = [c for c in known_categories(feature) if c not in set(top)]
-        known = f"list_contains({_string_list(rest)}, {s})" if rest else "false"
+        known = dialect.contains(_string_list(rest, dialect), s) if rest else "false"
         other = f"CASE WHEN {known} THEN {len(top)} ELSE {n_bins} END"
-    whens = " ".join(f"WHEN {literal(label)} THEN {k}" for k, label in enumerate(top))
+    whens = " ".join(f"WHEN {literal(label, dialect)} THEN {k}" for k, label in enumerate(top))
     placed = f"CASE {s} {whens} ELSE {other} END" if top else other
     return f"CASE WHEN {s} IS NULL THEN {n_bins - 1} ELSE {placed} END"
 
@@ -220,16 +229,20 @@ def as_number(column: str, duckdb_type: str) -> str:
     return f"TRY_CAST({column} AS DOUBLE)"
 
 
-def as_text(column: str, duckdb_type: str) -> str:
-    """A column as the text its categories are compared in; NULL (and NaN) is missing."""
+def as_text(column: str, duckdb_type: str, dialect: Dialect = DUCKDB) -> str:
+    """A column as the text its categories are compared in; NULL (and NaN) is missing.
+
+    Doubles print as each engine prints them: alike for ordinary values (`1.5`, `3.0`), not in
+    exponent form (DuckDB and Python write `1e-05`, Spark `1.0E-5`).
+    """
     kind = duckdb_type.upper()
     if kind.startswith(_TEXT):
         return column
     if kind in ("DOUBLE", "FLOAT"):
-        return f"CASE WHEN NOT isnan({column}) THEN CAST({column} AS VARCHAR) END"
+        return f"CASE WHEN NOT isnan({column}) THEN CAST({column} AS {dialect.text_type}) END"
     if kind == "BOOLEAN":  # Python's spelling, as pandas' astype(str) has it
         return f"CASE WHEN {column} THEN 'True' WHEN NOT {column} THEN 'False' END"
-    return f"CAST({column} AS VARCHAR)"
+    return f"CAST({column} AS {dialect.text_type})"
 
 
 def quote(identifier: str) -> str:
@@ -237,8 +250,10 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def literal(value: str) -> str:
-    """A SQL string literal."""
+def literal(value: str, dialect: Dialect = DUCKDB) -> str:
+    """A SQL string literal (Spark reads a backslash as an escape: it is doubled there)."""
+    if dialect.spark:
+        value = value.replace("\\", "\\\\")
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -254,9 +269,9 @@ def _categorical_bins(feature: Mapping[str, Any]) -> int:
     return n_bins
 
 
-def _finite(number: str) -> str:
+def _finite(number: str, dialect: Dialect) -> str:
     # Infinite numbers and NaN are missing, as in `as_numeric`.
-    return f"CASE WHEN isfinite({number}) THEN {number} END"
+    return f"CASE WHEN {dialect.finite(number)} THEN {number} END"
 
 
 def _mass_bin(v: str, masses: list[float]) -> str:
@@ -292,8 +307,8 @@ def _double(value: Any) -> str:
     return f"CAST('{number!r}' AS DOUBLE)"
 
 
-def _string_list(values: Sequence[str]) -> str:
-    return "[" + ", ".join(literal(value) for value in values) + "]::VARCHAR[]"
+def _string_list(values: Sequence[str], dialect: Dialect) -> str:
+    return dialect.string_list([literal(value, dialect) for value in values])
 
 
 def _group_literal(value: Any) -> str:

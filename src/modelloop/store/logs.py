@@ -11,8 +11,8 @@ to labels compare ids as strings (`frame[id_column].astype(str)`), because one c
 `42` and another `"42"`; the label log already collapses relabels on that string key.
 
 `query` runs SQL where the logs live (DuckDB over the Parquet files, or over the memory
-store's frames): monitoring computes a window's statistics there and reads back only the
-aggregates, never the whole window.
+store's frames; Spark over the same, when given a Spark session): monitoring computes a
+window's statistics there and reads back only the aggregates, never the whole window.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import orjson
@@ -56,7 +56,8 @@ LABEL_SEQ = "_seq"
 
 @dataclass(frozen=True)
 class LogViews:
-    """The logs as DuckDB views on one connection, for the length of a `LogStore.query`.
+    """The logs as DuckDB views on one connection (or Spark views on one Spark session, with
+    `dialect` "spark"), for the length of a `LogStore.query`.
 
     `predictions` holds the rows with `start < timestamp <= end`, wherever they are (Parquet or
     the write-ahead log), with every logged column. `labels` holds every label row stored:
@@ -66,12 +67,19 @@ class LogViews:
     two views' id types differ).
     """
 
-    connection: Any  # duckdb.DuckDBPyConnection: typed loosely so the port does not import DuckDB
+    #: duckdb.DuckDBPyConnection, or `modelloop.store.spark_views.SparkConnection` (the same
+    #: `execute(sql).fetchall()`): typed loosely so the port imports neither engine.
+    connection: Any
     predictions: str = "predictions"
     labels: str = "labels"
+    #: The SQL dialect `connection` speaks (`modelloop.stats.dialect`).
+    dialect: Literal["duckdb", "spark"] = "duckdb"
 
     def columns(self, view: str) -> dict[str, str]:
-        """The view's columns and their DuckDB types, in order."""
+        """The view's columns and their DuckDB types (Spark's named as DuckDB's), in order."""
+        if self.dialect == "spark":
+            found: dict[str, str] = self.connection.columns(view)
+            return found
         rows = self.connection.execute(f"DESCRIBE {view}").fetchall()
         return {str(row[0]): str(row[1]) for row in rows}
 
@@ -144,7 +152,12 @@ class LogStore(Protocol):
     def read_labels(self) -> pd.DataFrame: ...
 
     def query(
-        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        body: Callable[[LogViews], T],
+        *,
+        spark: Any = None,
     ) -> T:
         """Run `body` on DuckDB views of the logs (`LogViews`) and return what it returns.
 
@@ -152,6 +165,9 @@ class LogStore(Protocol):
         so a window of any size costs memory for its statistics only. `body` may run more than
         once (a store whose files a compaction replaced mid-read reads again), so it must only
         read; the connection is closed when `query` returns.
+
+        With `spark` (a SparkSession, `modelloop.spark.session`) the views are Spark's over the
+        same rows, and `body` gets them in the Spark dialect.
         """
         ...
 
@@ -216,10 +232,16 @@ class _LogStoreBase(ABC):
         return _latest_labels(found[columns], self.id_column)
 
     def query(
-        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        body: Callable[[LogViews], T],
+        *,
+        spark: Any = None,
     ) -> T:
-        """Run `body` on DuckDB views of the window `(start, end]` and of the labels."""
-        return self._query(_bound(start), _bound(end), body)
+        """Run `body` on DuckDB views (or Spark's, given a Spark session) of the window
+        `(start, end]` and of the labels."""
+        return self._query(_bound(start), _bound(end), body, spark)
 
     @abstractmethod
     def flush(self) -> None:
@@ -264,7 +286,11 @@ class _LogStoreBase(ABC):
 
     @abstractmethod
     def _query(
-        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        body: Callable[[LogViews], T],
+        spark: Any = None,
     ) -> T: ...
 
     def _empty_views(self) -> tuple[str, str]:
@@ -367,10 +393,16 @@ class MemoryLogStore(_LogStoreBase):
         return pd.concat(frames, ignore_index=True) if frames else None
 
     def _query(
-        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], T]
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        body: Callable[[LogViews], T],
+        spark: Any = None,
     ) -> T:
         with self._lock:
             predictions, labels = list(self._predictions), list(self._labels)
+        if spark is not None:
+            return self._query_spark(spark, predictions, labels, self._window_filter(start, end), body)
         empty_predictions, empty_labels = self._empty_views()
         connection = connect_duckdb()
         try:
@@ -395,6 +427,30 @@ class MemoryLogStore(_LogStoreBase):
             return body(LogViews(connection))
         finally:
             connection.close()
+
+    def _query_spark(
+        self,
+        spark: Any,
+        predictions: list[pd.DataFrame],
+        labels: list[pd.DataFrame],
+        where: str,
+        body: Callable[[LogViews], T],
+    ) -> T:
+        from modelloop.store.spark_views import SparkSources, spark_views
+
+        logged = arrow_table(pd.concat(predictions, ignore_index=True)) if predictions else None
+        labelled = None
+        if labels:
+            frame = pd.concat(labels, ignore_index=True)
+            frame = frame[[self.id_column, self.target_column, RECEIVED_AT]]
+            frame = frame.assign(**{LABEL_SEQ: np.arange(len(frame), dtype="int64")})
+            labelled = arrow_table(frame)
+        sources = SparkSources((), logged, (), labelled, where)
+        with spark_views(
+            spark, sources, id_column=self.id_column, timestamp_column=self.timestamp_column,
+            target_column=self.target_column,
+        ) as views:
+            return body(views)
 
 
 #: DuckDB's memory for one query of the logs; past it, joins and aggregations spill to disk, so

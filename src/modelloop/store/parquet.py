@@ -216,6 +216,32 @@ class ParquetLogStore(_LogStoreBase):
         self._damaged: set[tuple[str, str, int]] = set()
         self._flushed_at = time.monotonic()
 
+    # -- where the files also go (an object store: `modelloop.store.s3.S3LogStore`) ---------
+
+    @property
+    def storage_url(self) -> str | None:
+        """The remote store the files are uploaded to; None: the local root is the store."""
+        return None
+
+    @property
+    def _wal_tag(self) -> str:
+        """The tag of the files a WAL flush writes (`part-<segment key>-<tag>.parquet`). Segment
+        keys are unique under one root only: a store shared by several roots tags them apart."""
+        return _WAL_TAG
+
+    def _publish(self, path: Path) -> None:
+        """Make a finished Parquet file durable beyond this disk (nothing to do here); called
+        before anything that depends on the file (a WAL segment's deletion). Idempotent."""
+
+    def _publish_new(self, path: Path) -> None:
+        """`_publish` for a file a direct append just wrote: a failure removes the file."""
+        self._publish(path)
+
+    def _pull(
+        self, labels: bool, start: datetime | None, end: datetime | None, *, newest_only: bool = False
+    ) -> None:
+        """Bring the partitions a read of `(start, end]` opens up to date (nothing to do here)."""
+
     # -- the write-ahead log ----------------------------------------------------------------
 
     def flush(self) -> None:
@@ -412,6 +438,8 @@ class ParquetLogStore(_LogStoreBase):
             tag=writer.writer,
             to_compact=tuple(sorted(self._to_compact)),
             damaged=tuple(sorted(self._damaged)),
+            storage=self.storage_url,
+            kind=self.predictions_dir.parent.name,
         )
         done = executor.submit(_run_flush_job, job).result()
         for record in done.logs:
@@ -461,14 +489,15 @@ class ParquetLogStore(_LogStoreBase):
                 yield_gil()
             for day, piece in _split_by_day(record, self.timestamp_column):
                 by_day.setdefault(day, []).append(piece)
-        name = _part_name(path.name[: -len(wal.SUFFIX)], _WAL_TAG)
+        name = _part_name(path.name[: -len(wal.SUFFIX)], self._wal_tag)
         written = 0
         synced: list[Path] = []
         for day in sorted(by_day):
             directory = self.predictions_dir / _partition_name(day)
             final = directory / name
             if final.exists():
-                continue  # a flush before a crash got this far; the file is whole
+                self._publish(final)  # a flush before a crash got this far; the file is whole
+                continue
             _make_dirs(directory)
             table = _records_table(by_day[day], self.id_column, self.timestamp_column)
             _write_table(table, final, tag)
@@ -476,6 +505,7 @@ class ParquetLogStore(_LogStoreBase):
             synced.append(directory)
         for directory in synced:
             _fsync_dir(directory)
+            self._publish(directory / name)
         path.unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError):  # its writer's directory went with it
             _fsync_dir(path.parent)
@@ -545,7 +575,7 @@ class ParquetLogStore(_LogStoreBase):
         match = _PART.match(name)
         if match is None or (directory.name, name, size) in self._damaged:
             return False
-        return not (match.group(2) == _WAL_TAG and match.group(1) in live)
+        return not (match.group(2) == self._wal_tag and match.group(1) in live)
 
     def _merge(self, directory: Path, inputs: list[str], tag: str) -> None:
         import pyarrow.parquet as pq
@@ -621,6 +651,7 @@ class ParquetLogStore(_LogStoreBase):
         compaction may replace a listed file later (list again if one has gone).
         """
         start, end = _bound(start), _bound(end)
+        self._pull(False, start, end)
         return self._consistent(lambda view: view.prediction_files(start, end), with_wal=False)
 
     def _write_predictions(self, frame: pd.DataFrame) -> None:
@@ -628,7 +659,8 @@ class ParquetLogStore(_LogStoreBase):
         stamp = _utcnow()
         for day in sorted(days.unique()):
             part = frame.loc[(days == day).to_numpy()]
-            _write_parquet(part, self.predictions_dir / f"{_PARTITION}{day}", stamp, "predictions")
+            final = _write_parquet(part, self.predictions_dir / f"{_PARTITION}{day}", stamp, "predictions")
+            self._publish_new(final)
 
     def _read_predictions(
         self, start: datetime | None, end: datetime | None
@@ -643,6 +675,7 @@ class ParquetLogStore(_LogStoreBase):
             clauses.append(f"{column} <= ?")
             params.append(end)
         where = " AND ".join(clauses)
+        self._pull(False, start, end)
 
         def read(view: _View) -> pd.DataFrame | None:
             files = view.prediction_files(start, end)
@@ -658,6 +691,7 @@ class ParquetLogStore(_LogStoreBase):
 
     def _latest_prediction_time(self) -> datetime | None:
         column = self.timestamp_column
+        self._pull(False, None, None, newest_only=True)
 
         def latest(view: _View) -> datetime | None:
             stamps = [max(r.columns[column]) for _k, records in view.segments for r in records if r.rows]
@@ -686,7 +720,9 @@ class ParquetLogStore(_LogStoreBase):
             generation = _read_generation(self.compaction_dir)
             journals = _read_journals(self.compaction_dir)
             segments = self._wal_segments() if with_wal else []
-            view = _View(self.predictions_dir, journals, segments, self.timestamp_column, final)
+            view = _View(
+                self.predictions_dir, journals, segments, self.timestamp_column, final, self._wal_tag
+            )
             try:
                 result = body(view)
             except _Retry:
@@ -714,19 +750,25 @@ class ParquetLogStore(_LogStoreBase):
 
     def _write_labels(self, frame: pd.DataFrame, received: datetime) -> None:
         directory = self.labels_dir / f"{_PARTITION}{received:%Y-%m-%d}"
-        _write_parquet(frame, directory, received, "labels")
+        self._publish_new(_write_parquet(frame, directory, received, "labels"))
 
     def _read_labels(self) -> pd.DataFrame | None:
+        self._pull(True, None, None)
         files = [f for _day, d in _partitions(self.labels_dir) for f in _parquet_files(d)]
         return _scan_parquet(files, "*", "", [])
 
     # -- queries where the data lives ------------------------------------------------------
 
     def _query(
-        self, start: datetime | None, end: datetime | None, body: Callable[[LogViews], _T]
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        body: Callable[[LogViews], _T],
+        spark: Any = None,
     ) -> _T:
         """`body` on views over the Parquet files (and the WAL's rows) of one consistent look at
-        the log; read again from the start if a compaction replaced a file meanwhile."""
+        the log, DuckDB's or (given a session) Spark's; read again from the start if a
+        compaction replaced a file meanwhile."""
         where = self._window_filter(start, end)
         empty_predictions, empty_labels = self._empty_views()
         labels_select = (
@@ -735,16 +777,47 @@ class ParquetLogStore(_LogStoreBase):
             # the labels received at the same instant.
             f"file_row_number AS {LABEL_SEQ}"
         )
+        self._pull(False, start, end)
+        self._pull(True, None, None)
 
         def run(view: _View) -> _T:
             files = view.prediction_files(start, end)
             pending = view.wal_records(files, start, end)
             recent = _records_table(pending, self.id_column, self.timestamp_column) if pending else None
             label_files = [f for _day, d in _partitions(self.labels_dir) for f in _parquet_files(d)]
+            if spark is not None:
+                return self._query_spark(spark, files, recent, label_files, where, body)
             views = _Views(where, recent, labels_select, empty_predictions, empty_labels)
             return _query_views(files, label_files, views, self.root, body)
 
         return self._consistent(run)
+
+    def _query_spark(
+        self,
+        spark: Any,
+        files: Sequence[Path],
+        recent: Any,
+        label_files: Sequence[Path],
+        where: str,
+        body: Callable[[LogViews], _T],
+    ) -> _T:
+        from pyspark.errors import PySparkException
+
+        from modelloop.store.spark_views import SparkSources, spark_views
+
+        sources = SparkSources(files, recent, label_files, None, where)
+        try:
+            with spark_views(
+                spark, sources, id_column=self.id_column, timestamp_column=self.timestamp_column,
+                target_column=self.target_column,
+            ) as views:
+                return body(views)
+        except PySparkException as exc:
+            gone = [f for f in [*files, *label_files] if not f.exists()]
+            if gone:  # merged away by a compaction since it was listed: the caller reads again
+                raise _Retry(f"{gone[0]} was removed while the log was read") from exc
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"Spark cannot read the log under {self.root}: {reason}") from exc
 
 
 # -- the flush worker process --------------------------------------------------------------------
@@ -763,6 +836,8 @@ class _FlushJob:
     tag: str  # the writer's: temp files carry it, so a recoverer knows whose they are
     to_compact: tuple[str, ...]
     damaged: tuple[tuple[str, str, int], ...]
+    storage: str | None = None  # the object store the files are uploaded to, if any
+    kind: str = "predictions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -785,7 +860,12 @@ def _run_flush_job(job: _FlushJob) -> _FlushDone:
         timestamp_column=job.timestamp_column,
         target_column=job.target_column,
         flush_in_worker=False,
+        kind=job.kind,
     )
+    if job.storage is not None:
+        from modelloop.store.s3 import S3LogStore
+
+        store = S3LogStore.beside(store, job.storage)
     store._to_compact = set(job.to_compact)
     store._damaged = set(job.damaged)
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
@@ -1070,9 +1150,11 @@ class _View:
         segments: list[tuple[str, list[_Record]]],
         timestamp_column: str,
         lenient: bool,
+        wal_tag: str = _WAL_TAG,
     ) -> None:
         self.segments = segments
         self._base = base
+        self._wal_tag = wal_tag
         self._journals: dict[str, list[_Journal]] = {}
         for journal in journals:
             self._journals.setdefault(journal.partition, []).append(journal)
@@ -1115,7 +1197,7 @@ class _View:
         column = self._timestamp_column
         found: list[_Record] = []
         for key, records in self.segments:
-            name = _part_name(key, _WAL_TAG)
+            name = _part_name(key, self._wal_tag)
             for record in records:
                 for day, piece in _split_by_day(record, column):
                     if (_partition_name(day), name) in seen:
