@@ -5,6 +5,7 @@ the tolerance can be relative. Every decision names who and why in the history."
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -175,3 +176,39 @@ def test_a_candidate_fitted_on_shuffled_labels_is_rejected(
     assert decision.candidate_score is not None and decision.candidate_score < 0.6 < champion_score
     assert any("floor" in r and r.endswith("FAILED") for r in decision.reasons)
     assert project.champion().version == 1 and _status(project, 2) == "rejected"
+
+
+def _description(project: Project, version: int) -> str | None:
+    return project.registry.get_version(project.name, version).description
+
+
+def test_each_version_says_its_gate_decision_in_one_line(make_project: Callable[..., Project]) -> None:
+    """What MLflow's UI shows beside a version: the decision, the scores and the holdout."""
+    project = make_project(config=_config({"approval": "manual"}))
+    project.train(as_of=AS_OF)
+    first = _description(project, 1)
+    assert first is not None and first.startswith("passed the gate, waits for approval: roc_auc 0.")
+    assert "no champion before it" in first and re.search(r"on the 2024-\d\d-\d\d\.\.\d\d holdout$", first)
+    project.approve(1, by="ana", reason="looks right")
+    assert (_description(project, 1) or "").startswith("approved by ana: roc_auc 0.")
+
+    project.train(as_of=AS_OF)
+    project.reject(2, by="ben", reason="carrier mix not understood")
+    assert _description(project, 2) == "rejected by ben: carrier mix not understood"
+
+    project.train(as_of=AS_OF)
+    approved = project.approve(3, by="ana", reason="ok")
+    line = _description(project, 3) or ""
+    champion = approved.champion_score
+    assert champion is not None and f"vs champion {champion:.3f} (v1)" in line
+    project.rollback(reason="latency regression", by="cleo")
+    assert (_description(project, 3) or "").startswith("rolled back by cleo on ")
+    assert (_description(project, 3) or "").endswith(": latency regression (v1 serves again)")
+
+
+def test_a_rejection_by_the_gate_names_the_failed_check(make_project: Callable[..., Project]) -> None:
+    project = make_project(config=_config({"floor": 0.99}))
+    project.train(as_of=AS_OF)
+    line = _description(project, 1) or ""
+    assert line.startswith("rejected: roc_auc 0.") and "; failed: roc_auc 0." in line
+    assert "floor 0.9900" in line

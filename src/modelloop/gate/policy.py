@@ -3,7 +3,7 @@ merely being newer. The holdout is later than both models' training windows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -299,7 +299,11 @@ def run_gate(
     else:
         registry.set_tags(name, version, {STATUS_TAG: VersionStatus.REJECTED})
         _drop_challenger(registry, name, version)
-    _tag_decision(registry, name, version, outcome, reasons, cand_score, champ_score)
+    _tag_decision(registry, name, version, outcome, reasons, cand_score, champ_score,
+                  describe(outcome, metric=config.evaluation.metric, candidate=cand_score,
+                           champion=champ_score, champion_version=decision.champion,
+                           holdout=decision.holdout, reasons=reasons,
+                           by=force[0] if outcome is Outcome.FORCED and force else None))
     _record(registry, db, name, version, outcome, reasons, metrics, decision.as_of)
     return decision
 
@@ -357,6 +361,56 @@ def _drop_challenger(registry: Registry, name: str, version: int) -> None:
         registry.delete_alias(name, "challenger")
 
 
+def describe(
+    outcome: str,
+    *,
+    metric: str,
+    candidate: float | None,
+    champion: float | None,
+    champion_version: int | None,
+    holdout: Mapping[str, Any],
+    reasons: Sequence[str] = (),
+    by: str | None = None,
+) -> str:
+    """A gate decision in one line, for the registry's description of the version (MLflow's UI):
+    `promoted: roc_auc 0.632 vs champion 0.625 (v3) on the 2013-10-10..24 holdout`; a failed
+    check is named after the scores (`rejected: ...; failed: validity latency ...`)."""
+    labels = {
+        Outcome.PENDING_APPROVAL: "passed the gate, waits for approval",
+        Outcome.APPROVED: f"approved by {by}",
+        Outcome.FORCED: f"forced past the gate by {by}",
+    }
+    line = labels.get(Outcome(outcome), str(outcome))
+    if candidate is not None:
+        line += f": {metric} {candidate:.3f}"
+        if champion is not None:
+            line += f" vs champion {champion:.3f}" + (f" (v{champion_version})" if champion_version else "")
+        elif champion_version is None:
+            line += ", no champion before it"
+        window = _span(holdout.get("start"), holdout.get("end"))
+        if window:
+            line += f" on the {window} holdout"
+    failed = next((r.removesuffix(": FAILED") for r in reasons if r.endswith(": FAILED")), None)
+    if failed and outcome in (Outcome.REJECTED, Outcome.FORCED):
+        line += f"; failed: {failed}" if candidate is not None else f": {failed}"
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+def _span(start: Any, end: Any) -> str:
+    """`2013-10-10..24`, `2013-10-10..11-07` or `2013-12-20..2014-01-03` (dates, end inclusive
+    of its day); empty when either is missing."""
+    if not start or not end:
+        return ""
+    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    if last > first and last == last.normalize():
+        last -= pd.Timedelta(days=1)  # a window ending at midnight holds the day before
+    if first.year != last.year:
+        return f"{first:%Y-%m-%d}..{last:%Y-%m-%d}"
+    if first.month != last.month:
+        return f"{first:%Y-%m-%d}..{last:%m-%d}"
+    return f"{first:%Y-%m-%d}..{last:%d}"
+
+
 def _tag_decision(
     registry: Registry,
     name: str,
@@ -365,7 +419,9 @@ def _tag_decision(
     reasons: list[str],
     cand_score: float | None,
     champ_score: float | None,
+    description: str,
 ) -> None:
+    registry.set_description(name, version, description)
     registry.set_tags(
         name,
         version,
@@ -429,7 +485,11 @@ def approve(
     reasons = [*pending["reasons"], f"approved by {by}: {reason}"]
     record_move(db, serving, replaced, action=Outcome.APPROVED, by=by, reason=reason)
     _tag_decision(registry, name, version, Outcome.APPROVED, reasons,
-                  metrics.get("candidate"), metrics.get("champion"))
+                  metrics.get("candidate"), metrics.get("champion"),
+                  describe(Outcome.APPROVED, metric=config.evaluation.metric,
+                           candidate=metrics.get("candidate"), champion=metrics.get("champion"),
+                           champion_version=metrics.get("champion_version"),
+                           holdout=metrics.get("holdout") or {}, by=by))
     as_of = datetime.fromisoformat(pending["as_of"]) if pending["as_of"] else None
     _record(registry, db, name, version, Outcome.APPROVED, reasons, metrics, as_of)
     decision = GateDecision(
@@ -463,7 +523,8 @@ def reject(
     registry.set_tags(name, version, {STATUS_TAG: VersionStatus.REJECTED})
     _drop_challenger(registry, name, version)
     reasons = [f"rejected by {by}: {reason}"]
-    _tag_decision(registry, name, version, Outcome.REJECTED, reasons, None, None)
+    _tag_decision(registry, name, version, Outcome.REJECTED, reasons, None, None,
+                  f"rejected by {by}: {reason}")
     champion = registry.alias(name, "champion")
     current = champion.version if champion else None
     metrics = {"by": by, "rejected_reason": reason, "champion_version": current}

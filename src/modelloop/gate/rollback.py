@@ -97,6 +97,9 @@ def rollback(
             "modelloop.rollback.at": when.isoformat(timespec="seconds"),
         },
     )
+    # What MLflow's UI shows beside the version; its gate decision stays in its tags.
+    line = f"rolled back by {by} on {when:%Y-%m-%d}: {reason} (v{previous.version} serves again)"
+    registry.set_description(name, champion.version, line if len(line) <= 500 else line[:497] + "...")
     evidence = dict(evidence or {})
     record_move(db, previous.version, champion.version, action=ROLLED_BACK, by=by, reason=reason)
     decision_id = db.record_decision(

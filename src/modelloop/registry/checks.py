@@ -69,6 +69,11 @@ def check_registry(make: Callable[[], Registry]) -> None:
 
     registry.set_tags("check-model", 1, {"modelloop.status": "retired"})
     assert registry.get_version("check-model", 1).status == "retired"
+    assert registry.get_version("check-model", 1).description is None
+    registry.set_description("check-model", 1, "promoted: roc_auc 0.700 on the 2024-02-01..10 holdout")
+    described = registry.get_version("check-model", 1)
+    assert described.description == "promoted: roc_auc 0.700 on the 2024-02-01..10 holdout"
+    assert described.status == "retired"  # a description leaves the tags alone
 
     rows = pd.DataFrame({"x": [-3.0, 3.0], "c": ["a", "unseen"]})
     predictions = registry.load_predictor("check-model", 2).predict(rows)

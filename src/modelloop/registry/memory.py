@@ -38,6 +38,7 @@ class MemoryRegistry:
         self._records: dict[str, list[TrainingRecord]] = {}
         self._tags: dict[tuple[str, int], dict[str, str]] = {}
         self._created: dict[tuple[str, int], datetime] = {}
+        self._descriptions: dict[tuple[str, int], str] = {}
         self._aliases: dict[str, dict[str, int]] = {}
 
     def ensure_store(self) -> None:
@@ -65,6 +66,7 @@ class MemoryRegistry:
             tags=dict(self._tags[key]),
             aliases=aliases,
             created_at=self._created[key],
+            description=self._descriptions.get(key),
         )
 
     def versions(self, name: str) -> list[ModelVersion]:
@@ -84,6 +86,10 @@ class MemoryRegistry:
     def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
         self.get_version(name, version)
         self._tags[(name, version)].update(tags)
+
+    def set_description(self, name: str, version: int, description: str) -> None:
+        self.get_version(name, version)
+        self._descriptions[(name, version)] = description
 
     def load_predictor(self, name: str, version: int) -> Predictor:
         self.get_version(name, version)
