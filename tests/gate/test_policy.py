@@ -19,6 +19,7 @@ from modelloop import ModelloopError
 from modelloop.config import ProjectConfig, parse_config
 from modelloop.data import Contract, DataSource, FileSource
 from modelloop.gate import GateDecision, decide, promote, run_gate
+from modelloop.gate.policy import describe
 from modelloop.registry import MemoryRegistry
 from modelloop.store import MetadataDB
 from modelloop.training import train
@@ -320,3 +321,15 @@ def test_promote_keeps_one_previous_and_retires_the_old_champion(
     # Promoting the champion again changes nothing.
     assert promote(loop.registry, "flights", versions[2]) is None
     assert loop.alias("previous") == versions[1]
+
+
+def test_a_decision_reads_in_one_line_as_the_issue_shows_it() -> None:
+    line = describe("promoted", metric="roc_auc", candidate=0.632, champion=0.625, champion_version=3,
+                    holdout={"start": "2013-10-10T00:00:00", "end": "2013-10-24T00:00:00"})
+    assert line == "promoted: roc_auc 0.632 vs champion 0.625 (v3) on the 2013-10-10..24 holdout"
+    across = describe("promoted", metric="rmse", candidate=1.5, champion=None, champion_version=None,
+                      holdout={"start": "2013-12-20T00:00:00", "end": "2014-01-03T00:00:00"})
+    assert across == "promoted: rmse 1.500, no champion before it on the 2013-12-20..2014-01-03 holdout"
+    invalid = describe("rejected", metric="roc_auc", candidate=None, champion=None, champion_version=2,
+                       holdout={}, reasons=["holdout ...", "validity latency: p99 80 ms > 50 ms: FAILED"])
+    assert invalid == "rejected: validity latency: p99 80 ms > 50 ms"

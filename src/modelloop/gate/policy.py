@@ -397,13 +397,12 @@ def describe(
 
 
 def _span(start: Any, end: Any) -> str:
-    """`2013-10-10..24`, `2013-10-10..11-07` or `2013-12-20..2014-01-03` (dates, end inclusive
-    of its day); empty when either is missing."""
+    """`2013-10-10..24`, `2013-10-10..11-07` or `2013-12-20..2014-01-03`: the window's start and
+    end dates as the gate's reasons name them (`holdout 2013-10-10 00:00 to 2013-10-24 00:00`);
+    empty when either is missing."""
     if not start or not end:
         return ""
     first, last = pd.Timestamp(start), pd.Timestamp(end)
-    if last > first and last == last.normalize():
-        last -= pd.Timedelta(days=1)  # a window ending at midnight holds the day before
     if first.year != last.year:
         return f"{first:%Y-%m-%d}..{last:%Y-%m-%d}"
     if first.month != last.month:
