@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -30,32 +31,27 @@ class S3Server:
     #: The environment a client needs: credentials, region and endpoint.
     env: dict[str, str]
 
-    def bucket(self, name: str | None = None) -> str:
-        """Create a new, empty bucket and return its name."""
+    def client(self) -> Any:
+        """A boto3 S3 client of this server (the tests' own view of the bucket)."""
         import boto3
 
-        bucket = name or f"modelloop-{uuid.uuid4().hex[:12]}"
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
             region_name=self.env["AWS_DEFAULT_REGION"],
         )
-        client.create_bucket(Bucket=bucket)
+
+    def bucket(self, name: str | None = None) -> str:
+        """Create a new, empty bucket and return its name."""
+        bucket = name or f"modelloop-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=bucket)
         return bucket
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         """Every object key under `prefix` in `bucket`, sorted."""
-        import boto3
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-            region_name=self.env["AWS_DEFAULT_REGION"],
-        )
+        client = self.client()
         found: list[str] = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             found.extend(item["Key"] for item in page.get("Contents", []))

@@ -22,6 +22,18 @@ def day(n: int) -> datetime:
     return START + timedelta(days=n)
 
 
+def rows_between(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
+    """The rows of `frame` from day `first` to day `last`, both included."""
+    stamps = frame["event_time"]
+    return frame[(stamps >= pd.Timestamp(day(first))) & (stamps < pd.Timestamp(day(last + 1)))]
+
+
+def split_body(rows: pd.DataFrame) -> bytes:
+    """`rows` as a `/invocations` body in MLflow's `dataframe_split` format."""
+    body = rows.to_json(orient="split", date_format="iso", index=False)
+    return b'{"dataframe_split": ' + body.encode() + b"}"
+
+
 def make_frame(days: int = 100, seed: int = 7) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     parts = []

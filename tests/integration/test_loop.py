@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.integration.conftest import ServerProcess, cli_json, run_cli
-from tests.integration.synthetic import DRIFT_DAY, day, make_frame, write_project
+from tests.integration.synthetic import DRIFT_DAY, day, make_frame, rows_between, write_project
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,6 @@ FEATURES = ["x1", "x2", "x3", "seg"]
 def _split(rows: pd.DataFrame) -> bytes:
     body = rows.to_json(orient="split", date_format="iso", index=False, double_precision=15)
     return b'{"dataframe_split": ' + body.encode() + b"}"
-
-
-def _rows(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
-    stamps = frame["event_time"]
-    return frame[(stamps >= pd.Timestamp(day(first))) & (stamps < pd.Timestamp(day(last + 1)))]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +41,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for d in range(45, 75):
-                rows = _rows(frame, d, d)
+                rows = rows_between(frame, d, d)
                 answer = client.post(
                     "/invocations",
                     content=_split(rows[["row_id", "event_time", *FEATURES]]),
@@ -55,11 +50,11 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 assert answer.status_code == 200, answer.text
                 assert answer.headers["X-Request-Id"] == f"day-{d}"
                 if d > 45 and d != 60:
-                    labels = _rows(frame, d - 1, d - 1)[["row_id", "label"]]
+                    labels = rows_between(frame, d - 1, d - 1)[["row_id", "label"]]
                     client.post("/labels", json=labels.to_dict(orient="records")).raise_for_status()
         # One day's labels arrive as a file instead, through the CLI.
-        _rows(frame, 59, 59)[["row_id", "label"]].to_csv(root / "labels-day59.csv", index=False)
-        _rows(frame, 74, 74)[["row_id", "label"]].to_parquet(root / "labels-day74.parquet")
+        rows_between(frame, 59, 59)[["row_id", "label"]].to_csv(root / "labels-day59.csv", index=False)
+        rows_between(frame, 74, 74)[["row_id", "label"]].to_parquet(root / "labels-day74.parquet")
         out["ingest"] = [
             cli_json("labels", "ingest", "labels-day59.csv", cwd=root),
             cli_json("labels", "ingest", "labels-day74.parquet", cwd=root),
@@ -154,7 +149,7 @@ def test_status_reports_champion_monitoring_and_alerts(story: dict[str, Any]) ->
 
 
 def test_restarted_server_serves_the_new_champion_and_logs_rows(story: dict[str, Any]) -> None:
-    rows = _rows(story["frame"], 80, 80).head(50)
+    rows = rows_between(story["frame"], 80, 80).head(50)
     answer = httpx.post(
         f"{story['server'].url}/invocations",
         json={"dataframe_records": json.loads(rows.to_json(orient="records", date_format="iso"))},
@@ -208,7 +203,7 @@ assert not any(m == "modelloop" or m.startswith("modelloop.") for m in sys.modul
 def test_plain_mlflow_pyfunc_gives_the_servers_numbers(
     story: dict[str, Any], tmp_path: Path
 ) -> None:
-    rows = _rows(story["frame"], 81, 81).head(40)[FEATURES]
+    rows = rows_between(story["frame"], 81, 81).head(40)[FEATURES]
     served = httpx.post(
         f"{story['server'].url}/invocations",
         content=_split(rows),

@@ -15,17 +15,12 @@ import pandas as pd
 import pytest
 
 from tests.integration.conftest import ServerProcess, cli_json, run_cli
-from tests.integration.synthetic import day, make_frame, write_project
+from tests.integration.synthetic import day, make_frame, rows_between, write_project
 
 pytestmark = pytest.mark.integration
 
 FEATURES = ["row_id", "event_time", "x1", "x2", "x3", "seg"]
 NAME = "synthetic-loop"
-
-
-def _rows(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
-    stamps = frame["event_time"]
-    return frame[(stamps >= pd.Timestamp(day(first))) & (stamps < pd.Timestamp(day(last + 1)))]
 
 
 def _serve_days(root: Path, frame: pd.DataFrame, first: int, last: int) -> list[int]:
@@ -35,7 +30,7 @@ def _serve_days(root: Path, frame: pd.DataFrame, first: int, last: int) -> list[
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for d in range(first, last + 1):
-                rows = _rows(frame, d, d)
+                rows = rows_between(frame, d, d)
                 body = rows[FEATURES].to_json(orient="split", date_format="iso", index=False)
                 answer = client.post(
                     "/invocations",

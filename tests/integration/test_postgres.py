@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 
 from modelloop.store.db import HEAD_REVISION, schema_revision
 from tests.integration.conftest import ServerProcess, cli_json
-from tests.integration.synthetic import day, make_frame, write_project
+from tests.integration.synthetic import day, make_frame, rows_between, split_body, write_project
 from tests.postgres import POSTGRES_MLFLOW_URL, fresh_database, server_url, table_names
 
 pytestmark = pytest.mark.integration
@@ -32,11 +31,6 @@ def databases(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
         monkeypatch.setenv("MODELLOOP_DB_URL", state)
         monkeypatch.setenv("MODELLOOP_TRACKING_URI", tracking)
         yield state, tracking
-
-
-def _rows(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
-    stamps = frame["event_time"]
-    return frame[(stamps >= pd.Timestamp(day(first))) & (stamps < pd.Timestamp(day(last + 1)))]
 
 
 def _sqlite_files(root: Path) -> list[Path]:
@@ -69,15 +63,12 @@ def test_a_project_on_postgresql_keeps_every_table_there_and_no_sqlite_file(
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for d in range(30, 40):
-                rows = _rows(frame, d, d)[["row_id", "event_time", *FEATURES]]
-                body = rows.to_json(orient="split", date_format="iso", index=False)
+                rows = rows_between(frame, d, d)[["row_id", "event_time", *FEATURES]]
                 answer = client.post(
-                    "/invocations",
-                    content=b'{"dataframe_split": ' + body.encode() + b"}",
-                    headers={"Content-Type": "application/json"},
+                    "/invocations", content=split_body(rows), headers={"Content-Type": "application/json"}
                 )
                 assert answer.status_code == 200, answer.text
-                labels = _rows(frame, d, d)[["row_id", "label"]]
+                labels = rows_between(frame, d, d)[["row_id", "label"]]
                 client.post("/labels", json=labels.to_dict(orient="records")).raise_for_status()
     finally:
         server.stop()

@@ -35,7 +35,7 @@ import pytest
 from modelloop.registry import MlflowRegistry, check_registry
 from modelloop.registry.mlflow import CLIENT_DEFAULTS
 from tests.integration.conftest import ServerProcess, cli_json, run_cli
-from tests.integration.synthetic import day, make_frame, write_project
+from tests.integration.synthetic import day, make_frame, rows_between, split_body, write_project
 from tests.postgres import POSTGRES_MLFLOW_URL, fresh_database, server_url
 from tests.s3 import S3Server, free_port, s3_server
 
@@ -96,13 +96,7 @@ def start_tracking_server(
 
 
 def _split(rows: pd.DataFrame) -> bytes:
-    body = rows[["row_id", "event_time", *FEATURES]].to_json(orient="split", date_format="iso", index=False)
-    return b'{"dataframe_split": ' + body.encode() + b"}"
-
-
-def _rows(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
-    stamps = frame["event_time"]
-    return frame[(stamps >= pd.Timestamp(day(first))) & (stamps < pd.Timestamp(day(last + 1)))]
+    return split_body(rows[["row_id", "event_time", *FEATURES]])
 
 
 def _predict(client: httpx.Client, rows: pd.DataFrame) -> httpx.Response:
@@ -129,12 +123,7 @@ def _failure(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def _drop_bucket(s3: S3Server, bucket: str) -> None:
     """Empty and delete `bucket`, as if the artifact store were lost."""
-    import boto3
-
-    client = boto3.client(
-        "s3", endpoint_url=s3.endpoint, aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=s3.env["AWS_SECRET_ACCESS_KEY"], region_name=s3.env["AWS_DEFAULT_REGION"],
-    )
+    client = s3.client()
     for key in s3.keys(bucket):
         client.delete_object(Bucket=bucket, Key=key)
     client.delete_bucket(Bucket=bucket)
@@ -193,10 +182,10 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with httpx.Client(base_url=serving.url, timeout=60) as client:
             answers = []
             for d in range(75, 81):
-                answer = _predict(client, _rows(frame, d, d))
+                answer = _predict(client, rows_between(frame, d, d))
                 answers.append((answer.status_code, answer.headers.get("X-Model-Version"),
                                 len(answer.json().get("predictions", []))))
-                labels = _rows(frame, d, d)[["row_id", "label"]]
+                labels = rows_between(frame, d, d)[["row_id", "label"]]
                 client.post("/labels", json=labels.to_dict(orient="records")).raise_for_status()
             out["answers"] = answers
             # Without the local copy written at training, version 2's profile (the one that served
@@ -207,7 +196,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             out["profiles_fetched"] = sorted(path.name for path in profiles.iterdir())
             out["rollback"] = cli_json("rollback", "--reason", "remote rollback check", cwd=root)
             out["after_rollback"] = cli_json("status", cwd=root)
-            out["served_after_rollback"] = _served_version(client, _rows(frame, 81, 81), "1", 60)
+            out["served_after_rollback"] = _served_version(client, rows_between(frame, 81, 81), "1", 60)
             out["doctor_up"] = cli_json("doctor", cwd=root)
 
             # The artifact store fails while the tracking server answers: a training fails half-way.
@@ -216,7 +205,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             out["doctor_no_artifacts"] = run_cli("doctor", "--json", cwd=root, check=False, timeout=120)
 
             server.stop()  # the tracking server goes away; the model server keeps running
-            out["served_while_down"] = _predict(client, _rows(frame, 82, 82)).status_code
+            out["served_while_down"] = _predict(client, rows_between(frame, 82, 82)).status_code
         out["status_down"] = _failure("status", cwd=root)
         shutil.rmtree(profiles)  # monitoring needs the registry again
         out["monitor_down"] = _failure("monitor", "--as-of", day(82).isoformat(), cwd=root)
@@ -249,7 +238,8 @@ def test_the_gate_decides_a_retrain_against_the_remote_champion(story: dict[str,
 
 
 def test_serving_loads_the_champion_from_the_remote_registry(story: dict[str, Any]) -> None:
-    assert story["answers"] == [(200, "2", len(_rows(make_frame(days=90), d, d))) for d in range(75, 81)]
+    frame = make_frame(days=90)
+    assert story["answers"] == [(200, "2", len(rows_between(frame, d, d))) for d in range(75, 81)]
 
 
 def test_monitoring_reads_the_champions_profiles_from_the_remote_registry(story: dict[str, Any]) -> None:

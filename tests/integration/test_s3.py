@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 
 from tests.integration.conftest import ServerProcess, cli_json, run_cli
-from tests.integration.synthetic import day, make_frame, write_project
+from tests.integration.synthetic import day, make_frame, rows_between, split_body, write_project
 from tests.s3 import S3Server, s3_server
 
 pytestmark = pytest.mark.integration
@@ -41,11 +40,6 @@ def storage(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     return bucket
 
 
-def _rows(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
-    stamps = frame["event_time"]
-    return frame[(stamps >= pd.Timestamp(day(first))) & (stamps < pd.Timestamp(day(last + 1)))]
-
-
 def test_a_project_on_s3_keeps_artifacts_logs_labels_and_reports_in_the_bucket(
     tmp_path: Path, server: S3Server, storage: str
 ) -> None:
@@ -63,12 +57,9 @@ def test_a_project_on_s3_keeps_artifacts_logs_labels_and_reports_in_the_bucket(
     try:
         with httpx.Client(base_url=served.url, timeout=60) as client:
             for d in range(30, 36):
-                rows = _rows(frame, d, d)[["row_id", "event_time", *FEATURES]]
-                body = rows.to_json(orient="split", date_format="iso", index=False)
+                rows = rows_between(frame, d, d)[["row_id", "event_time", *FEATURES]]
                 answer = client.post(
-                    "/invocations",
-                    content=b'{"dataframe_split": ' + body.encode() + b"}",
-                    headers={"Content-Type": "application/json"},
+                    "/invocations", content=split_body(rows), headers={"Content-Type": "application/json"}
                 )
                 assert answer.status_code == 200, answer.text
     finally:
@@ -79,7 +70,7 @@ def test_a_project_on_s3_keeps_artifacts_logs_labels_and_reports_in_the_bucket(
     wal = tmp_path / ".modelloop" / "cache" / "s3" / bucket / "team" / "predictions" / NAME / "_wal"
     assert wal.is_dir(), "the write-ahead log stays on local disk"
 
-    labels = _rows(frame, 30, 35)[["row_id", "label"]]
+    labels = rows_between(frame, 30, 35)[["row_id", "label"]]
     labels.to_csv(tmp_path / "labels.csv", index=False)
     ingested = cli_json("labels", "ingest", str(tmp_path / "labels.csv"), cwd=tmp_path)
     assert ingested["stored"] == len(labels)
@@ -88,7 +79,7 @@ def test_a_project_on_s3_keeps_artifacts_logs_labels_and_reports_in_the_bucket(
     # Another machine: nothing cached, everything read back from the bucket.
     shutil.rmtree(tmp_path / ".modelloop" / "cache")
     monitored = cli_json("monitor", "--as-of", day(36).isoformat(), cwd=tmp_path)
-    assert monitored["n_rows"] == len(_rows(frame, 30, 35))
+    assert monitored["n_rows"] == len(rows_between(frame, 30, 35))
     assert 0 < monitored["n_labelled"] <= len(labels)  # labels read back from the bucket
     stem = f"monitor-{day(36):%Y%m%dT%H%M%S}"
     assert monitored["report_url"] == f"s3://{bucket}/team/reports/{NAME}/{stem}.html"
