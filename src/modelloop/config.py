@@ -492,6 +492,28 @@ class ScoringConfig(_Section):
     output: str | None = Field(default=None, description="where the scored rows go (CSV or Parquet)")
 
 
+class UiConfig(_Section):
+    """The dashboard (`GET /ui` on `modelloop serve` and `up`)."""
+
+    mlflow_url: str | None = Field(
+        default=None,
+        description="the MLflow UI people open (e.g. http://mlflow.internal:5000): the dashboard "
+        "links each version and run there",
+    )
+
+    @field_validator("mlflow_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value.strip().rstrip("/")
+
+
 class Webhook(_Section):
     """A receiver told when an alert opens or resolves (`modelloop.orchestration.webhooks`)."""
 
@@ -575,6 +597,7 @@ class ProjectConfig(_Section):
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
     leases: LeasesConfig = Field(default_factory=LeasesConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
 
     @field_validator("schedule_timezone")
     @classmethod

@@ -681,7 +681,6 @@ class Project:
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        from modelloop.gate.delivery import delivery_metrics
         from modelloop.home import last_move
         from modelloop.serving.presence import running_servers
 
@@ -712,7 +711,7 @@ class Project:
             "alert_counts": self.db.alert_counts(),
             "servers": running_servers(self.home, self.name),
             "last_runs": self._last_runs(),
-            "delivery": delivery_metrics(self.db, now=datetime.now(UTC)),
+            "delivery": self.delivery(),
             "backends": self.backends(),
         }
 
@@ -738,14 +737,27 @@ class Project:
             return rollback(self.registry, self.db, self.name, reason=reason, by=by or who(), to=to,
                             expected_champion=expected_champion, evidence=evidence)
 
-    def history(self, limit: int = 200) -> list[dict[str, Any]]:
+    def history(self, limit: int = 200, *, reconcile: bool = True) -> list[dict[str, Any]]:
         """Every gate decision, approval, rejection, rollback and move of the champion made
-        outside modelloop, newest first (see `modelloop.gate.history.events`)."""
-        from modelloop.gate.history import events, reconcile
+        outside modelloop, newest first (see `modelloop.gate.history.events`). `reconcile=False`
+        reads what is recorded without taking the promotion lock (the dashboard: a page must not
+        wait for a gate that is running)."""
+        from modelloop.gate import history
 
-        with self.ledger.hold("promotion"):
-            reconcile(self.registry, self.db, self.name)
-        return events(self.db, limit)
+        if reconcile:
+            with self.ledger.hold("promotion"):
+                history.reconcile(self.registry, self.db, self.name)
+        return history.events(self.db, limit)
+
+    def delivery(self) -> dict[str, Any]:
+        """The delivery metrics over all history, now (see `modelloop.gate.delivery`)."""
+        from modelloop.gate.delivery import delivery_metrics
+
+        return delivery_metrics(self.db, now=datetime.now(UTC))
+
+    def monitoring_history(self, limit: int = 104) -> list[dict[str, Any]]:
+        """The latest `limit` monitoring runs, oldest first: `{id, as_of, result, created_at}`."""
+        return self.db.monitoring_history(limit=limit)
 
     # -- batch scoring ----------------------------------------------------------------------------
     def score(

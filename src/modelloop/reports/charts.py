@@ -9,6 +9,7 @@ page. `svg_line_chart` and `svg_bar_chart` return one chart on its own.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -58,6 +59,8 @@ class LineChart(NamedTuple):
     series: list[Series]
     floor: Tick | None = None
     empty: bool = False
+    #: Vertical marks at points, e.g. where the champion changed: (x, label).
+    marks: tuple[Tick, ...] = ()
 
 
 class Bar(NamedTuple):
@@ -99,6 +102,7 @@ def line_chart(
     estimated: Sequence[float | None] | None = None,
     width: int = 720,
     height: int = 240,
+    marks: Sequence[tuple[int, str]] = (),
 ) -> LineChart:
     """Where a line chart's parts go; a None value leaves a gap instead of a misleading line.
 
@@ -108,6 +112,7 @@ def line_chart(
         floor: Drawn as a dashed line, e.g. the metric floor that triggers retraining.
         floor_label: What the line is called: "ceiling" for an error metric.
         estimated: A second series aligned with `points` (e.g. CBPE estimates), drawn dashed.
+        marks: (index into `points`, label) of events drawn as vertical lines: a new champion.
     """
     left, right, top, bottom = 56.0, float(width - 28), 28.0, float(height - 44)
     if estimated:
@@ -162,6 +167,7 @@ def line_chart(
         if floor_value is None
         else Tick(y_of(floor_value), f"{floor_label} {floor_value:.{decimals + 1}f}"),
         empty=not known,
+        marks=tuple(Tick(x_of(i), label) for i, label in marks if 0 <= i < len(points)),
     )
 
 
@@ -224,6 +230,104 @@ def bar_chart(
         y_ticks=tuple(y_ticks),
         labels=tuple(bin_labels),
     )
+
+
+class Cell(NamedTuple):
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    tip: str
+    #: Past its threshold: outlined, so it reads without colour too.
+    flagged: bool
+    #: Where the cell's window is shown in full (its report), or "".
+    href: str = ""
+
+
+class HeatMap(NamedTuple):
+    title: str
+    width: int
+    height: int
+    left: float
+    top: float
+    cells: list[Cell]
+    rows: list[Tick]
+    columns: list[Tick]
+    empty: bool = False
+
+
+def heat_map(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    *,
+    title: str,
+    tips: Sequence[Sequence[str]] | None = None,
+    flagged: Sequence[Sequence[bool]] | None = None,
+    links: Sequence[str] | None = None,
+    cell: float = 18.0,
+) -> HeatMap:
+    """A grid of rows (features) by columns (monitoring windows), each cell coloured by its value
+    as a share of its threshold: pale under half, amber near it, red past it, grey when unknown.
+
+    Args:
+        values: `values[r][c]`, the value relative to its threshold (1.0 = at the threshold).
+        tips: Hover text per cell. flagged: cells outlined (drifted). links: per column, a URL.
+    """
+    longest = max((len(r) for r in rows), default=4)
+    left = float(min(200, 12 + 7 * longest))
+    top = 60.0
+    step = max(1, math.ceil(len(columns) / 16))
+    width_cells = cell * max(len(columns), 1)
+    width = int(left + width_cells + 48)  # room for the last column's slanted label
+    height = int(top + cell * max(len(rows), 1) + 12)
+    cells: list[Cell] = []
+    for r, _ in enumerate(rows):
+        for c, _ in enumerate(columns):
+            value = finite(values[r][c]) if c < len(values[r]) else None
+            cells.append(Cell(
+                x=left + c * cell,
+                y=top + r * cell,
+                width=cell - 1,
+                height=cell - 1,
+                colour=_heat_colour(value),
+                tip=tips[r][c] if tips else f"{rows[r]} {columns[c]}",
+                flagged=bool(flagged[r][c]) if flagged else False,
+                href=(links[c] if links and c < len(links) else ""),
+            ))
+    return HeatMap(
+        title=title,
+        width=width,
+        height=height,
+        left=left,
+        top=top,
+        cells=cells,
+        rows=[Tick(top + r * cell + cell / 2 + 4, _shorten(name, 28)) for r, name in enumerate(rows)],
+        columns=[
+            Tick(left + c * cell + cell / 2, label)
+            for c, label in enumerate(columns)
+            if c % step == 0 or c == len(columns) - 1
+        ],
+        empty=not rows or not columns,
+    )
+
+
+#: From "nothing moved" to "twice the threshold": white, yellow, amber, orange, red, dark red.
+_HEAT = ((0.0, (248, 249, 250)), (0.5, (255, 236, 153)), (0.8, (255, 192, 120)),
+         (1.0, (240, 140, 60)), (1.5, (214, 51, 51)), (2.0, (140, 20, 20)))
+UNKNOWN_COLOUR = "#cbd2d9"
+
+
+def _heat_colour(value: float | None) -> str:
+    if value is None:
+        return UNKNOWN_COLOUR
+    value = max(0.0, value)
+    for (low, a), (high, b) in itertools.pairwise(_HEAT):
+        if value <= high:
+            t = (value - low) / (high - low)
+            return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b, strict=True))
+    return "#{:02x}{:02x}{:02x}".format(*_HEAT[-1][1])
 
 
 def svg_line_chart(

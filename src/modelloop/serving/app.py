@@ -40,6 +40,7 @@ from modelloop.serving.metrics import CONTENT_TYPE, ServingMetrics, route_of
 from modelloop.serving.oip import add_oip_routes
 from modelloop.serving.openapi import INVOCATIONS_BODY, LABELS_BODY, error_responses
 from modelloop.serving.shadow import ShadowScorer
+from modelloop.serving.ui import add_ui_routes
 from modelloop.serving.validation import ValidRows, valid_request_id, validate_labels
 
 if TYPE_CHECKING:
@@ -689,6 +690,13 @@ def create_app(
             models.setdefault(challenger.version, challenger)
         return models
 
+    add_ui_routes(
+        app,
+        project,
+        token=token,
+        runtime=runtime,
+        follow=lambda reason: follower.check(reason, force=True),
+    )
     add_oip_routes(
         app,
         name=project.name,
