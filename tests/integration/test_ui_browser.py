@@ -48,8 +48,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Se
     try:
         served = frame[(frame["event_time"] >= day(31)) & (frame["event_time"] < day(74))]
         for _, rows in served.groupby(served["event_time"].dt.floor("D")):
-            answer = httpx.post(f"{server.url}/invocations", content=_split(rows[["row_id", "event_time", *FEATURES]]),
-                                headers={"Content-Type": "application/json"}, timeout=60)
+            answer = httpx.post(
+                f"{server.url}/invocations",
+                content=_split(rows[["row_id", "event_time", *FEATURES]]),
+                headers={"Content-Type": "application/json"},
+                timeout=60,
+            )
             assert answer.status_code == 200, answer.text
         served[["row_id", "label"]].to_parquet(root / "labels.parquet", index=False)
         cli_json("labels", "ingest", "labels.parquet", cwd=root)
@@ -114,24 +118,28 @@ def test_the_dashboard_loads_offline_draws_its_charts_and_approves_and_rolls_bac
         page.screenshot(path=str(screenshots / "ui-read-only.png"), full_page=True)
 
         # A window's report, through the server.
-        page.click("table.windows a >> nth=0")
+        with page.expect_navigation():
+            page.click("table.windows a >> nth=0")
         assert page.title().startswith("Monitoring report: synthetic-loop")
         page.go_back()
 
         page.click("a.signin")
         page.fill("#who", "ana")
         page.fill("#token", TOKEN)
-        page.click("form.signin button")
+        with page.expect_navigation():
+            page.click("form.signin button")
         assert page.inner_text(".who") == "ana"
         page.fill("#approve-reason-2", "the replay after the drift holds up")
-        page.click("form.approve button")
+        with page.expect_navigation(url="**/ui?done=approved"):
+            page.click("form.approve button")
         assert "Approved" in page.inner_text(".done")
         assert page.inner_text("tr.role-champion td.version").startswith("v2")
         assert champion(root) == 2
         page.screenshot(path=str(screenshots / "ui-approved.png"), full_page=True)
 
         page.fill("#rollback-reason", "ops saw odd scores")
-        page.click("form.rollback button")
+        with page.expect_navigation(url="**/ui?done=rolled_back"):
+            page.click("form.rollback button")
         assert "Rolled back" in page.inner_text(".done")
         assert champion(root) == 1
         assert page.inner_text("ul.timeline > li >> nth=0").startswith("rolled_back")

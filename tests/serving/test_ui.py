@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Project:
     from modelloop.config import parse_config
 
     raw = copy.deepcopy(RAW_CONFIG)
-    raw["gate"] = {**raw["gate"], "approval": "manual"}
+    # A tolerance, so that a second model on the same stationary data waits rather than loses.
+    raw["gate"] = {**raw["gate"], "approval": "manual", "tolerance": 0.1}
     raw["monitoring"] = {**raw["monitoring"], "window": "7d", "performance_floor": 0.6}
     raw["ui"] = {"mlflow_url": "http://mlflow.example:5000/"}
     flights = build_flights()
@@ -130,7 +132,7 @@ def test_actions_without_a_session_are_refused_and_change_nothing(
         forged = http.post(
             "/ui/actions/approve",
             data={"version": "2", "reason": "looks fine", "csrf": "x"},
-            cookies={COOKIE: "eyJ3aG8iOiJldmUifQ.bm90LWEtc2lnbmF0dXJl"},
+            headers={"Cookie": f"{COOKIE}=eyJ3aG8iOiJldmUifQ.bm90LWEtc2lnbmF0dXJl"},
         )
     assert refused.status_code == 401 and "Sign in first" in refused.text
     assert forged.status_code == 401
@@ -247,3 +249,41 @@ def test_sessions_refuse_forged_tampered_and_expired_cookies() -> None:
     assert not sessions.csrf_ok(other, sessions.csrf(session))  # bound to its session
     assert not sessions.csrf_ok(session, None)
 
+
+
+class _Runtime:
+    """What the app asks of `modelloop up`'s Runtime: start, stop, status, submit."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, Any]] = []
+
+    def start(self) -> None: ...
+
+    def stop(self, grace: float) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        return {"jobs": [{"id": "monitor", "name": "monitor (0 6 * * *)",
+                          "next_run_at": "2026-12-01T06:00:00"}],
+                "queued": [], "running": {}, "stopping": False}
+
+    def submit(self, pipeline: str, request: Any) -> bool:
+        self.submitted.append((pipeline, request))
+        return True
+
+
+def test_under_up_a_pipeline_runs_now_with_who_and_why(loop: Project) -> None:
+    runtime = _Runtime()
+    app = create_app(loop, token=TOKEN, runtime=runtime)  # type: ignore[arg-type]
+    with BackgroundServer(app) as running, client(running) as http:
+        csrf = sign_in(http, "cleo")
+        page = http.get("/ui").text
+        assert "monitor (0 6 * * *)" in page
+        assert page.count('action="/ui/actions/run"') == 3  # train, monitor, score
+        refused = http.post("/ui/actions/run", data={"pipeline": "deploy", "reason": "x", "csrf": csrf})
+        queued = http.post("/ui/actions/run",
+                           data={"pipeline": "monitor", "reason": "labels arrived", "csrf": csrf})
+    assert refused.status_code == 400
+    assert queued.status_code == 303 and queued.headers["location"] == "/ui?done=queued"
+    [(pipeline, request)] = runtime.submitted
+    assert pipeline == "monitor"
+    assert (str(request.origin), request.trigger) == ("api", "dashboard, by cleo: labels arrived")

@@ -23,6 +23,7 @@ WINDOWS = 104
 #: How many versions, events, alerts and runs the tables list.
 ROWS = 60
 
+ROLES = ("champion", "challenger", "previous")
 _WINDOW_TAGS = ("train_start", "train_end", "holdout_start", "holdout_end")
 
 
@@ -32,7 +33,15 @@ def dashboard_payload(project: Project, *, runtime: Mapping[str, Any] | None) ->
     mlflow_url = config.ui.mlflow_url
     versions = sorted(project.registry.versions(project.name), key=lambda v: -v.version)
     described = [_version(v, project.name, mlflow_url) for v in versions]
-    by_alias = {alias: row for row in described for alias in row["aliases"]}
+    # The aliases as the model's alias map holds them (a version listing may leave them out).
+    by_alias: dict[str, dict[str, Any]] = {}
+    for role in ROLES:
+        found = project.registry.alias(project.name, role)
+        row = next((r for r in described if found and r["version"] == found.version), None)
+        if row is not None:
+            by_alias[role] = row
+    for row in described:
+        row["aliases"] = [role for role in ROLES if by_alias.get(role) is row]
     monitoring = _windows(project.monitoring_history(limit=WINDOWS))
     return {
         "model": project.name,

@@ -154,15 +154,17 @@ def add_ui_routes(
     @app.get("/ui", include_in_schema=False)
     async def dashboard(request: Request) -> Response:
         status = runtime.status() if runtime is not None else None
-        payload = await asyncio.to_thread(dashboard_payload, project, runtime=status)
         session = session_of(request)
-        html = render_dashboard(
-            payload,
-            session={"who": session.who, "csrf": sessions.csrf(session)} if session else None,
-            can_sign_in=token is not None,
-            done=request.query_params.get("done"),
-        )
-        return page(html)
+
+        def build() -> str:  # on a worker thread: queries and rendering stay off the event loop
+            return render_dashboard(
+                dashboard_payload(project, runtime=status),
+                session={"who": session.who, "csrf": sessions.csrf(session)} if session else None,
+                can_sign_in=token is not None,
+                done=request.query_params.get("done"),
+            )
+
+        return page(await asyncio.to_thread(build))
 
     @app.get("/ui/signin", include_in_schema=False)
     async def sign_in_form() -> Response:
