@@ -245,6 +245,12 @@ class Cell(NamedTuple):
     href: str = ""
 
 
+class Swatch(NamedTuple):
+    x: float
+    colour: str
+    label: str
+
+
 class HeatMap(NamedTuple):
     title: str
     width: int
@@ -254,6 +260,7 @@ class HeatMap(NamedTuple):
     cells: list[Cell]
     rows: list[Tick]
     columns: list[Tick]
+    legend: list[Swatch]
     empty: bool = False
 
 
@@ -277,10 +284,11 @@ def heat_map(
     """
     longest = max((len(r) for r in rows), default=4)
     left = float(min(200, 12 + 7 * longest))
-    top = 60.0
+    top = 84.0
     step = max(1, math.ceil(len(columns) / 16))
     width_cells = cell * max(len(columns), 1)
-    width = int(left + width_cells + 48)  # room for the last column's slanted label
+    # Room for the last column's slanted label, and at least the title's and legend's width.
+    width = max(int(left + width_cells + 48), 7 * len(title) + 8, 560)
     height = int(top + cell * max(len(rows), 1) + 12)
     cells: list[Cell] = []
     for r, _ in enumerate(rows):
@@ -309,6 +317,13 @@ def heat_map(
             for c, label in enumerate(columns)
             if c % step == 0 or c == len(columns) - 1
         ],
+        legend=[
+            Swatch(4 + 88 * i, _heat_colour(value), label)
+            for i, (value, label) in enumerate(
+                ((0.0, "none"), (0.5, "½ threshold"), (1.0, "threshold"), (1.5, "1.5×"), (2.0, "2× +"))
+            )
+        ]
+        + [Swatch(4 + 88 * 5, UNKNOWN_COLOUR, "not measured")],
         empty=not rows or not columns,
     )
 

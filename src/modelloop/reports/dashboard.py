@@ -30,6 +30,12 @@ DONE = {
 }
 
 
+#: The delivery metrics the page shows (see `modelloop.gate.delivery`).
+_DELIVERY = ("promotions", "since", "deployment_frequency_per_week", "lead_time_hours_median",
+             "lead_time_hours_p90", "lead_times_measured", "change_failure_rate",
+             "promotions_rolled_back", "time_to_restore_hours_median")
+
+
 def render_dashboard(
     payload: Mapping[str, Any],
     *,
@@ -70,24 +76,57 @@ def dashboard_view(payload: Mapping[str, Any]) -> dict[str, Any]:
         "approval": _text(payload.get("approval")),
         "mlflow_url": _text(payload.get("mlflow_url")),
         "roles": [
-            (role, payload.get(role))
+            (role, _version(found) if isinstance(found := payload.get(role), Mapping) else None)
             for role in ("champion", "challenger", "previous")
         ],
-        "versions": _list(payload.get("versions")),
+        "versions": [_version(v) for v in _list(payload.get("versions")) if isinstance(v, Mapping)],
         "pending": _list(payload.get("pending")),
         "events": [_event(e) for e in _list(payload.get("events")) if isinstance(e, Mapping)],
-        "windows": list(reversed(windows)),
+        "windows": [_window(w) for w in reversed(windows)],
         "performance": _performance_chart(payload, windows),
         "coverage": _coverage_chart(windows),
         "heat": _heat(windows),
         "alerts": {
-            status: [a for a in alerts if a.get("status") == status]
+            status: [_row(a, _ALERT) for a in alerts if a.get("status") == status]
             for status in ("open", "acknowledged", "resolved")
         },
-        "runs": _list(payload.get("runs")),
+        "runs": [_row(r, _RUN) | {"produced": _mapping(r.get("produced"))}
+                 for r in _list(payload.get("runs")) if isinstance(r, Mapping)],
         "runtime": payload.get("runtime"),
         "pipelines": _list(payload.get("pipelines")),
-        "delivery": _mapping(payload.get("delivery")),
+        "delivery": {key: _mapping(payload.get("delivery")).get(key) for key in _DELIVERY},
+    }
+
+
+_VERSION = ("version", "status", "trigger", "trained_as_of", "holdout_score", "refit_of",
+            "description", "created_at", "run_id", "mlflow_version_url", "mlflow_run_url")
+_WINDOW = ("id", "as_of", "n_rows", "n_labelled", "coverage", "metric", "champion", "has_report")
+_ALERT = ("id", "kind", "subject", "status", "as_of", "last_seen_as_of", "seen", "message",
+          "acked_by", "ack_reason", "resolved_as_of")
+_RUN = ("id", "pipeline", "status", "origin", "trigger", "attempt", "retry_of", "started_at",
+        "finished_at", "as_of", "error")
+_REPLAY = ("start", "end", "rows", "candidate", "champion", "verdict")
+_QUALITY = ("missing", "out_of_range", "unseen", "contract")
+
+
+def _row(item: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The keys the template reads, each present (None when the payload lacks it): a missing
+    value renders as n/a rather than failing the page."""
+    return {key: item.get(key) for key in keys}
+
+
+def _version(item: Mapping[str, Any]) -> dict[str, Any]:
+    return _row(item, _VERSION) | {
+        "aliases": [_text(a) for a in _list(item.get("aliases"))],
+        "window": _row(_mapping(item.get("window")), ("train_start", "train_end")),
+    }
+
+
+def _window(item: Mapping[str, Any]) -> dict[str, Any]:
+    return _row(item, _WINDOW) | {
+        "drifted": [_text(name) for name in _list(item.get("drifted"))],
+        "quality": _row(_mapping(item.get("quality")), _QUALITY),
+        "breaches": [_row(_mapping(b), ("kind", "message")) for b in _list(item.get("breaches"))],
     }
 
 
@@ -113,15 +152,16 @@ def _event(event: Mapping[str, Any]) -> dict[str, Any]:
         }
         if "candidate" in evidence
         else None,
-        "holdout": holdout or None,
+        "holdout": _row(holdout, ("start", "end", "rows")) if holdout else None,
         "replay": {
             "passed": bool(replay.get("passed")),
             "reason": _text(replay.get("reason")),
-            "windows": [w for w in _list(replay.get("windows")) if isinstance(w, Mapping)],
+            "windows": [_row(w, _REPLAY) for w in _list(replay.get("windows")) if isinstance(w, Mapping)],
         }
         if replay
         else None,
-        "validity": [c for c in _list(evidence.get("validity")) if isinstance(c, Mapping)],
+        "validity": [_row(c, ("name", "passed", "detail")) for c in _list(evidence.get("validity"))
+                     if isinstance(c, Mapping)],
         "other": {
             key: value
             for key, value in evidence.items()
