@@ -106,6 +106,7 @@ def test_the_dashboard_loads_offline_draws_its_charts_and_approves_and_rolls_bac
     try:
         page.goto(f"{server.url}/ui", wait_until="load")
         assert page.inner_text("h1") == "synthetic-loop"
+        assert page.inner_text(".champion-version") == "v1"
         assert page.inner_text("tr.role-champion td.version").startswith("v1")
         # Performance and label coverage, with the floor; the heat map's cells have room.
         assert drawn(page, "svg.chart.line") == 2

@@ -630,6 +630,7 @@ def _serve(project: Path, home: Path | None, host: str, port: int, no_auth: bool
         f"{what} {proj.name}: version {web.holder.version} on http://{host}:{port}",
         highlight=False,
     )
+    errors.print(f"dashboard: http://{host}:{port}/ui", highlight=False)
     if up:
         schedules = proj.config.schedule.items()
         listed = ", ".join(f"{p} {cron!r}" for p, cron in schedules) or "none (POST /pipelines/... runs one)"
