@@ -103,6 +103,8 @@ def test_the_dashboard_loads_offline_draws_its_charts_and_approves_and_rolls_bac
     page.on("request", lambda request: requests.append(request.url))
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.on("pageerror", lambda error: errors.append(str(error)))
+    failed: list[str] = []
+    page.on("response", lambda response: response.status >= 400 and failed.append(response.url))
     try:
         page.goto(f"{server.url}/ui", wait_until="load")
         assert page.inner_text("h1") == "synthetic-loop"
@@ -147,7 +149,7 @@ def test_the_dashboard_loads_offline_draws_its_charts_and_approves_and_rolls_bac
         assert "ana" in page.inner_text("ul.timeline > li >> nth=0")
         page.screenshot(path=str(screenshots / "ui-rolled-back.png"), full_page=True)
 
-        assert errors == []
+        assert errors == [], (errors, failed)
         outside = [url for url in requests if not url.startswith(server.url + "/")]
         assert outside == []
     finally:
