@@ -126,7 +126,8 @@ def _window(item: Mapping[str, Any]) -> dict[str, Any]:
     return _row(item, _WINDOW) | {
         "drifted": [_text(name) for name in _list(item.get("drifted"))],
         "quality": _row(_mapping(item.get("quality")), _QUALITY),
-        "breaches": [_row(_mapping(b), ("kind", "message")) for b in _list(item.get("breaches"))],
+        "breaches": [_row(_mapping(b), ("kind", "subject", "message"))
+                     for b in _list(item.get("breaches"))],
     }
 
 
@@ -245,4 +246,6 @@ def _heat(windows: Sequence[Mapping[str, Any]]) -> HeatMap:
         tips=tips,
         flagged=flagged,
         links=[f"/ui/reports/{w.get('id')}" if w.get("has_report") else "" for w in windows],
+        # A few windows get big cells, two years of weeks small ones: about 720px either way.
+        cell=max(12.0, min(36.0, 720 / max(len(windows), 1))),
     )

@@ -145,7 +145,7 @@ def _window(run_id: int, result: Mapping[str, Any]) -> dict[str, Any]:
             "contract": len(quality.get("contract") or {}),
         },
         "breaches": [
-            {"kind": b.get("kind"), "message": b.get("message")}
+            {"kind": b.get("kind"), "subject": b.get("subject"), "message": b.get("message")}
             for b in result.get("breaches") or []
             if isinstance(b, Mapping)
         ],
