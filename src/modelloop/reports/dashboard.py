@@ -126,9 +126,21 @@ def _window(item: Mapping[str, Any]) -> dict[str, Any]:
     return _row(item, _WINDOW) | {
         "drifted": [_text(name) for name in _list(item.get("drifted"))],
         "quality": _row(_mapping(item.get("quality")), _QUALITY),
-        "breaches": [_row(_mapping(b), ("kind", "subject", "message"))
-                     for b in _list(item.get("breaches"))],
+        "breaches": _by_kind([_mapping(b) for b in _list(item.get("breaches"))]),
     }
+
+
+def _by_kind(breaches: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A window's breaches, one entry per kind naming its subjects (the messages on hover): a
+    table cell stays short when ten features drift at once."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for breach in breaches:
+        kind = _text(breach.get("kind")) or "breach"
+        entry = kinds.setdefault(kind, {"kind": kind, "subjects": [], "messages": []})
+        if breach.get("subject"):
+            entry["subjects"].append(_text(breach.get("subject")))
+        entry["messages"].append(_text(breach.get("message")))
+    return [entry | {"message": "\n".join(entry["messages"])} for entry in kinds.values()]
 
 
 def _event(event: Mapping[str, Any]) -> dict[str, Any]:
