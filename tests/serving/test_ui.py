@@ -287,3 +287,11 @@ def test_under_up_a_pipeline_runs_now_with_who_and_why(loop: Project) -> None:
     [(pipeline, request)] = runtime.submitted
     assert pipeline == "monitor"
     assert (str(request.origin), request.trigger) == ("api", "dashboard, by cleo: labels arrived")
+
+
+def test_the_cookie_is_secure_over_https_only() -> None:
+    from modelloop.serving.sessions import cookie_header
+
+    assert cookie_header("v", secure=True, max_age=60).endswith("; Secure")
+    plain = cookie_header("v", secure=False, max_age=60)
+    assert plain == f"{COOKIE}=v; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=60"
