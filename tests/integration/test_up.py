@@ -5,6 +5,7 @@ meets (killed mid-training, two of them on one project)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +109,29 @@ def test_up_serves_runs_its_schedule_once_across_two_processes_and_stops_on_sigt
             "the API's monitor run",
         )
         assert api[0]["trigger"] == "POST /pipelines/monitor: smoke"
+
+        # The dashboard's "run now": signed in with the token, the form's CSRF token, a reason.
+        with httpx.Client(base_url=first.url, timeout=60, follow_redirects=False) as browser:
+            signed = browser.post("/ui/signin", data={"who": "cleo", "token": TOKEN})
+            assert signed.status_code == 303, signed.text
+            page = browser.get("/ui").text
+            assert 'action="/ui/actions/run"' in page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert csrf is not None
+            forged = browser.post("/ui/actions/run", data={"pipeline": "monitor", "reason": "x",
+                                                           "csrf": "forged"})
+            assert forged.status_code == 403
+            queued = browser.post("/ui/actions/run", data={"pipeline": "monitor",
+                                                           "reason": "labels arrived",
+                                                           "csrf": csrf.group(1)})
+            assert queued.status_code == 303 and queued.headers["location"] == "/ui?done=queued"
+        dashboard = _wait(
+            lambda: [r for r in _runs(first.url)
+                     if r["trigger"] == "dashboard, by cleo: labels arrived" and r["status"] == "succeeded"],
+            60,
+            "the dashboard's monitor run",
+        )
+        assert len(dashboard) == 1 and dashboard[0]["origin"] == "api"
 
         # The schedule fires every minute in both processes; each fire time runs once.
         scheduled = _wait(
