@@ -8,28 +8,21 @@ Screenshots go to $MODELLOOP_SCREENSHOTS (CI keeps that folder) or the test's te
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import pytest
 
 from tests.integration.conftest import ServerProcess, cli_json, run_cli
-from tests.integration.synthetic import day, make_frame, write_project
-from tests.integration.test_report_browser import ARGS, CHROMIUM, drawn
+from tests.integration.synthetic import day, make_frame, split_body, write_project
+from tests.integration.test_report_browser import drawn
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-for-the-browser"
 FEATURES = ["x1", "x2", "x3", "seg"]
-
-
-def _split(rows: pd.DataFrame) -> bytes:
-    body = rows.to_json(orient="split", date_format="iso", index=False, double_precision=15)
-    return b'{"dataframe_split": ' + body.encode() + b"}"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +43,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Se
         for _, rows in served.groupby(served["event_time"].dt.floor("D")):
             answer = httpx.post(
                 f"{server.url}/invocations",
-                content=_split(rows[["row_id", "event_time", *FEATURES]]),
+                content=split_body(rows[["row_id", "event_time", *FEATURES]]),
                 headers={"Content-Type": "application/json"},
                 timeout=60,
             )
@@ -64,27 +57,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Se
         yield root, server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium (`apt-get install -y chromium`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("MODELLOOP_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def champion(root: Path) -> int:
