@@ -10,7 +10,6 @@ regression) learns exactly that, so every expectation below is a fact about the 
 
 from __future__ import annotations
 
-import inspect
 import json
 import textwrap
 from collections.abc import Callable
@@ -24,7 +23,6 @@ import pytest
 
 from modelloop.data import Contract
 from modelloop.errors import ConfigError
-from modelloop.gate import run_gate
 from modelloop.gate.modeltests import (
     check_model_tests,
     load_model_tests,
@@ -267,8 +265,6 @@ def test_check_validity_runs_the_model_tests_after_its_own_checks(
     assert checks[-1].numbers["rows"] == 40  # sampled from the rows the gate was given
 
 
-@pytest.mark.skipif("model_tests" not in inspect.signature(run_gate).parameters,
-                    reason="run_gate does not take model_tests yet (see the report of item 11)")
 def test_the_gate_rejects_a_candidate_that_fails_a_model_test(
         make_project: Callable[..., Project], as_of: datetime) -> None:
     project = make_project()
